@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""tfvae command line: train, evaluate and sample variational autoencoders.
+
+Thin by design: each command parses and checks its options, calls one tfvae function
+and prints. TensorFlow is imported inside the commands, so ``--help`` is instant.
+User mistakes end with one line on stderr ("error: ...") and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from tfvae.config import ARCHITECTURES, BINARIZATIONS, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from tfvae.errors import TfvaeError
+
+D_DATA, D_MODEL, D_TRAIN = DataConfig(), ModelConfig(), TrainConfig()
+
+
+def _quiet_tensorflow():
+    """Import TensorFlow with its C++ start-up chatter (absl, oneDNN, CUDA probing) hidden.
+
+    That chatter is written to file descriptor 2 before TF's own log settings apply, so
+    fd 2 is pointed at /dev/null while TensorFlow loads and initialises its devices;
+    Python errors raised meanwhile are still shown, after fd 2 is restored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.constant(0.0) + 1.0  # device initialisation happens here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class OneLineErrors(click.Group):
+    """A click group whose usage errors and tfvae errors print as a single line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            code = 130
+        except click.ClickException as exc:
+            where = f"{exc.ctx.command_path}: " if getattr(exc, "ctx", None) else ""
+            click.echo(f"error: {where}{exc.format_message()}", err=True)
+            code = exc.exit_code
+        except TfvaeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+class SigmaType(click.ParamType):
+    """A positive float, or the word 'learned'."""
+
+    name = "FLOAT|learned"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)) or value == "learned":
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"expected a positive number or 'learned', got {value!r}", param, ctx)
+
+
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def data_location_options(f):
+    f = click.option("--idx-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder of MNIST-format IDX files (train-images-idx3-ubyte[.gz] ...); replaces TFDS.")(f)
+    f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="TFDS data folder (default: $TFDS_DATA_DIR, else TFDS's own default).")(f)
+    return f
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli():
+    """tfvae: variational autoencoders with TensorFlow Probability.
+
+    \b
+    python cli.py train --dataset mnist        train, write runs/<name>/
+    python cli.py evaluate RUN_DIR             test NLL (importance-weighted), −ELBO, active units
+    python cli.py sample RUN_DIR --out s.png   draw from the prior
+    """
+
+
+@cli.command()
+@click.option("--dataset", default=D_DATA.dataset, show_default=True,
+              help="TFDS dataset name (mnist, fashion_mnist, cifar10, ...), or a label for --idx-dir data.")
+@data_location_options
+@click.option("--binarization", type=click.Choice(BINARIZATIONS), default=None,
+              help="dynamic: fresh Bernoulli draw per epoch; static: threshold 0.5; none: grey levels. "
+                   "[default: dynamic for bernoulli, none for gaussian]")
+@click.option("--validation-size", type=int, default=D_DATA.validation_size, show_default=True,
+              help="Images carved from the training split for validation.")
+@click.option("--max-train-examples", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default=D_MODEL.arch, show_default=True,
+              help="Encoder/decoder architecture, sized from the image shape.")
+@click.option("--latent-dim", type=int, default=D_MODEL.latent_dim, show_default=True, help="Dimension of z.")
+@click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=D_MODEL.likelihood, show_default=True,
+              help="p(x|z): Bernoulli (logits) or Gaussian.")
+@click.option("--sigma", type=SigmaType(), default=D_MODEL.sigma, show_default=True,
+              help="Gaussian σ: a fixed positive number (σ² balances reconstruction against KL) or 'learned' (per pixel).")
+@click.option("--hidden-units", callback=_int_list, default=None,
+              help="Dense layer widths, comma-separated. [default: 512,256 for mlp; 512 for conv]")
+@click.option("--conv-filters", callback=_int_list, default=None,
+              help="Filters of the stride-2 convolutions, comma-separated (conv only). [default: 32,64]")
+@click.option("--beta", type=float, default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
+@click.option("--kl-warmup-epochs", type=int, default=D_TRAIN.kl_warmup_epochs, show_default=True,
+              help="Raise the KL weight linearly from 0 to β over this many epochs.")
+@click.option("--mc-samples", type=int, default=D_TRAIN.mc_samples, show_default=True,
+              help="Reparameterized z samples per image in the reconstruction term.")
+@click.option("--epochs", type=int, default=D_TRAIN.epochs, show_default=True, help="Passes over the training split.")
+@click.option("--batch-size", type=int, default=D_TRAIN.batch_size, show_default=True, help="Images per step.")
+@click.option("--learning-rate", type=float, default=D_TRAIN.learning_rate, show_default=True, help="Adam step size.")
+@click.option("--seed", type=int, default=D_TRAIN.seed, show_default=True,
+              help="Seed of initialisation, shuffling, binarization and z noise.")
+@click.option("--jit/--no-jit", default=D_TRAIN.jit, show_default=True, help="Compile the steps with XLA.")
+@click.option("--run-dir", type=click.Path(), default=None,
+              help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")
+def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, arch, latent_dim,
+          likelihood, sigma, hidden_units, conv_filters, beta, kl_warmup_epochs, mc_samples, epochs, batch_size,
+          learning_rate, seed, jit, run_dir):
+    """Train a VAE and write a run directory.
+
+    The run directory holds config.json, checkpoints/ (best and last weights),
+    metrics.csv (a row per epoch: −ELBO, reconstruction and KL in nats per image, for
+    train and validation), summary.json and figures/ (reconstructions.png,
+    samples.png, loss.png).
+    """
+    cfg = RunConfig(
+        data=DataConfig(dataset=dataset, data_dir=data_dir, idx_dir=idx_dir, binarization=binarization,
+                        validation_size=validation_size, max_train_examples=max_train_examples),
+        model=ModelConfig(arch=arch, latent_dim=latent_dim, likelihood=likelihood, sigma=sigma,
+                          hidden_units=hidden_units, conv_filters=conv_filters),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, beta=beta,
+                          kl_warmup_epochs=kl_warmup_epochs, mc_samples=mc_samples, jit=jit, seed=seed),
+    )
+    cfg.resolved().validate()  # fail on bad options before TensorFlow starts
+    _quiet_tensorflow()
+    from tfvae.train import train as run_training
+
+    summary = run_training(cfg, run_dir, command_line=" ".join(["python", "cli.py"] + sys.argv[1:]))
+    click.echo(f"run directory: {summary['run_dir']}")
+    click.echo(f"best validation −ELBO {summary['best_val_neg_elbo']:.2f} nats/image; "
+               f"{summary['seconds_per_epoch']:.1f} s/epoch, {summary['train_images_per_second']:.0f} images/s, "
+               f"{summary['seconds'] / 60:.1f} min in all")
+    click.echo(f"next: python cli.py evaluate {summary['run_dir']}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--iw-samples", "-k", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Importance samples K per image for the NLL (Burda et al. 2015).")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Evaluate the first N test images only.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the importance samples.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
+              help="Weights to evaluate: best validation −ELBO, or the last epoch.")
+@click.option("--chunk", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Decoder inputs per batched call (bounds memory).")
+@data_location_options
+def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_dir, idx_dir):
+    """Evaluate RUN_DIR on the test split and write RUN_DIR/eval.json.
+
+    Reports −ELBO, reconstruction and KL, the importance-weighted NLL with its standard
+    error, active units and the KL of each latent dimension (nats per image).
+    Replaces an earlier eval.json of the run.
+    """
+    from tfvae.rundir import read_config
+
+    read_config(run_dir)  # "not a run" fails before TensorFlow starts
+    _quiet_tensorflow()
+    from tfvae.evaluate import evaluate_run, format_report
+
+    report = evaluate_run(run_dir, iw_samples=iw_samples, max_examples=max_examples, seed=seed,
+                          checkpoint=checkpoint, data_dir=data_dir, idx_dir=idx_dir, chunk=chunk)
+    click.echo(format_report(report))
+    click.echo(f"written: {os.path.join(run_dir, 'eval.json')}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-n", "num", type=click.IntRange(min=1), default=64, show_default=True, help="Number of samples.")
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True, help="PNG file to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def sample(run_dir, num, out, seed, checkpoint, force):
+    """Draw z ~ N(0, I), decode the likelihood means and save a grid."""
+    from tfvae.rundir import read_config
+
+    read_config(run_dir)
+    _quiet_tensorflow()
+    from tfvae.sample import save_samples
+
+    path = save_samples(run_dir, num, out, seed=seed, checkpoint=checkpoint, force=force)
+    click.echo(f"written: {path}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,13 @@
+"""tfvae: variational autoencoders in TensorFlow/Keras 3 with TFP distributions.
+
+The package is split by job (see README): ``config`` (typed run configuration),
+``data`` (TFDS / IDX loaders, binarization, splits), ``networks`` (encoder and
+decoder builders), ``distributions`` (posterior, prior, likelihood), ``models``
+(the ``VAE`` keras.Model), ``objectives`` (ELBO and importance-weighted bound),
+``train``, ``evaluate`` and ``plots``.
+
+Importing ``tfvae`` itself is cheap: TensorFlow is imported only by the modules
+that need it, so ``python cli.py --help`` answers quickly.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,326 @@
+"""Image data: TFDS datasets by name or a folder of MNIST-format IDX files.
+
+Images are kept as uint8 arrays [N, H, W, C] (small and cache-friendly) and turned
+into float32 in [0, 1] inside the ``tf.data`` pipeline, where binarization happens:
+
+* ``dynamic``: each time a training image is seen, pixel x ~ Bernoulli(grey level)
+  (the protocol of Burda et al. 2015 for "dynamically binarized MNIST"). Held-out
+  images (validation, test) are binarized once, with ``binarization_seed``, so every
+  evaluation sees the same binary images.
+* ``static``: pixel = 1 if grey level > 0.5 else 0.
+* ``none``: grey levels in [0, 1].
+
+The validation split is carved from the training split by a seeded permutation
+(``split_seed``); the test split is read only by ``evaluate`` (and for pictures).
+"""
+
+from __future__ import annotations
+
+import difflib
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from .config import DataConfig
+from .errors import DataNotFoundError, TfvaeError
+
+_HOW_TO_PROVIDE = (
+    "set TFDS_DATA_DIR or --data-dir to a folder holding the prepared TFDS dataset, "
+    "or pass --idx-dir with MNIST-format IDX files"
+)
+
+
+@dataclass
+class ImageData:
+    """Splits of one image dataset.
+
+    Attributes:
+        name: dataset name.
+        train, validation, test: uint8 arrays [N, H, W, C] (``test`` may be None).
+        train_labels, validation_labels, test_labels: int64 arrays [N] (or None).
+        class_names: one name per label value.
+    """
+
+    name: str
+    train: np.ndarray
+    train_labels: Optional[np.ndarray]
+    validation: np.ndarray
+    validation_labels: Optional[np.ndarray]
+    test: Optional[np.ndarray]
+    test_labels: Optional[np.ndarray]
+    class_names: List[str]
+
+    @property
+    def image_shape(self) -> tuple:
+        """(H, W, C) of every image."""
+        return tuple(int(s) for s in self.train.shape[1:])
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------
+def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
+    """Load ``cfg.dataset`` (or ``cfg.idx_dir``) and carve the validation split.
+
+    Args:
+        cfg: data configuration.
+        need_test: raise if the dataset has no test split.
+
+    Returns:
+        :class:`ImageData` with uint8 images.
+
+    Raises:
+        TfvaeError: unknown dataset name (with close matches), malformed IDX files,
+            validation split larger than the training split.
+        DataNotFoundError: the data is neither present nor downloadable.
+    """
+    if cfg.idx_dir:
+        train, train_labels, test, test_labels = load_idx_folder(cfg.idx_dir)
+        class_names = [str(i) for i in range(int(train_labels.max()) + 1)] if train_labels is not None else []
+    else:
+        train, train_labels, test, test_labels, class_names = _load_tfds(cfg.dataset, cfg.data_dir)
+    if need_test and test is None:
+        raise TfvaeError(f"dataset {cfg.dataset!r} has no test split")
+
+    n = len(train)
+    if cfg.validation_size >= n:
+        raise TfvaeError(f"--validation-size {cfg.validation_size} must be smaller than the training split ({n} images)")
+    perm = np.random.default_rng(cfg.split_seed).permutation(n)
+    val_idx, train_idx = np.sort(perm[: cfg.validation_size]), np.sort(perm[cfg.validation_size:])
+    if cfg.max_train_examples is not None:
+        train_idx = train_idx[: cfg.max_train_examples]
+
+    def take(arr, idx):
+        return None if arr is None else arr[idx]
+
+    return ImageData(
+        name=cfg.dataset,
+        train=train[train_idx],
+        train_labels=take(train_labels, train_idx),
+        validation=train[val_idx],
+        validation_labels=take(train_labels, val_idx),
+        test=test,
+        test_labels=test_labels,
+        class_names=class_names,
+    )
+
+
+def _load_tfds(name: str, data_dir: Optional[str]):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow_datasets as tfds
+
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataNotFoundError(f"--data-dir {data_dir} is not a folder; {_HOW_TO_PROVIDE}")
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as exc:  # tfds raises DatasetNotFoundError and friends
+        known = tfds.list_builders()
+        if name in known:
+            raise DataNotFoundError(f"dataset {name!r} could not be opened ({_one_line(exc)}); {_HOW_TO_PROVIDE}") from None
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see tfds.list_builders() for names"
+        raise TfvaeError(f"--dataset: unknown dataset {name!r}{hint}") from None
+
+    image_key = _image_feature(builder, name)
+    if not builder.is_prepared():
+        try:
+            builder.download_and_prepare()
+        except Exception as exc:
+            where = data_dir or os.environ.get("TFDS_DATA_DIR") or "TFDS's default folder"
+            raise DataNotFoundError(
+                f"dataset {name!r} is not in {where} and could not be downloaded ({_one_line(exc)}); {_HOW_TO_PROVIDE}"
+            ) from None
+
+    def split(split_name):
+        if split_name not in builder.info.splits:
+            return None, None
+        arrays = tfds.as_numpy(builder.as_dataset(split=split_name, batch_size=-1))
+        images = np.asarray(arrays[image_key])
+        labels = np.asarray(arrays["label"]).astype(np.int64) if "label" in arrays else None
+        return images, labels
+
+    train, train_labels = split("train")
+    if train is None:
+        raise TfvaeError(f"dataset {name!r} has no 'train' split")
+    test, test_labels = split("test")
+    class_names = []
+    if "label" in builder.info.features:
+        class_names = list(builder.info.features["label"].names)
+    if train.dtype != np.uint8:
+        raise TfvaeError(f"dataset {name!r}: expected uint8 images, got {train.dtype}")
+    return train, train_labels, test, test_labels, class_names
+
+
+def _image_feature(builder, name: str) -> str:
+    features = builder.info.features
+    keys = list(features.keys()) if hasattr(features, "keys") else []
+    if "image" in keys:
+        return "image"
+    raise TfvaeError(f"--dataset: {name!r} has no 'image' feature (features: {', '.join(keys)})")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:200] + "...") if len(text) > 200 else text or type(exc).__name__
+
+
+# ---- IDX -------------------------------------------------------------------------------
+_IDX_FILES = {
+    "train_images": ("train-images", 3),
+    "train_labels": ("train-labels", 1),
+    "test_images": ("t10k-images", 3),
+    "test_labels": ("t10k-labels", 1),
+}
+
+
+def _find_idx(folder: Path, stem: str, ndim: int) -> Optional[Path]:
+    # Accept train-images-idx3-ubyte, train-images.idx3-ubyte, and either gzipped.
+    for sep in ("-", "."):
+        for suffix in ("", ".gz"):
+            p = folder / f"{stem}{sep}idx{ndim}-ubyte{suffix}"
+            if p.is_file():
+                return p
+    return None
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (Y. LeCun's MNIST format), gzipped or raw.
+
+    Returns:
+        uint8 array with the file's dimensions ([N, H, W] for images, [N] for labels).
+
+    Raises:
+        TfvaeError: the file is unreadable, has a bad magic number, or its size does
+            not match its header.
+    """
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise TfvaeError(f"--idx-dir: cannot read {path} ({_one_line(exc)})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise TfvaeError(f"--idx-dir: {path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise TfvaeError(f"--idx-dir: {path} has a truncated header")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise TfvaeError(
+            f"--idx-dir: {path} holds {len(raw) - header} bytes of data, its header {list(dims)} says {expected}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_idx_folder(folder):
+    """Load the four MNIST-format files from ``folder``.
+
+    Returns:
+        (train_images [N,H,W,1] uint8, train_labels [N] int64, test_images, test_labels);
+        the test pair is (None, None) when both t10k files are absent.
+
+    Raises:
+        TfvaeError: the folder or a training file is missing, a file is malformed, or
+            images and labels disagree in count.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TfvaeError(f"--idx-dir: {folder} is not a folder")
+    paths = {key: _find_idx(folder, stem, nd) for key, (stem, nd) in _IDX_FILES.items()}
+    for key in ("train_images", "train_labels"):
+        if paths[key] is None:
+            stem, nd = _IDX_FILES[key]
+            raise TfvaeError(f"--idx-dir: {folder} has no {stem}-idx{nd}-ubyte[.gz]")
+    if (paths["test_images"] is None) != (paths["test_labels"] is None):
+        raise TfvaeError(f"--idx-dir: {folder} has only one of t10k-images / t10k-labels")
+
+    def pair(img_key, lab_key):
+        if paths[img_key] is None:
+            return None, None
+        images, labels = read_idx(paths[img_key]), read_idx(paths[lab_key])
+        if images.ndim != 3:
+            raise TfvaeError(f"--idx-dir: {paths[img_key]} should hold [N, H, W] images, has shape {images.shape}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise TfvaeError(
+                f"--idx-dir: {paths[lab_key]} has {labels.shape} labels for {len(images)} images in {paths[img_key].name}"
+            )
+        return images[..., None], labels.astype(np.int64)
+
+    train, train_labels = pair("train_images", "train_labels")
+    test, test_labels = pair("test_images", "test_labels")
+    return train, train_labels, test, test_labels
+
+
+# ---------------------------------------------------------------------------------------
+# Binarization and pipelines
+# ---------------------------------------------------------------------------------------
+def binarize_fixed(images: np.ndarray, mode: str, seed: int) -> np.ndarray:
+    """Binarize held-out images once, reproducibly.
+
+    Args:
+        images: uint8 [N, H, W, C].
+        mode: ``dynamic`` (one Bernoulli draw per pixel with ``numpy.random.default_rng(seed)``),
+            ``static`` (grey level > 0.5) or ``none``.
+
+    Returns:
+        float32 [N, H, W, C] in [0, 1].
+    """
+    x = images.astype(np.float32) / 255.0
+    if mode == "dynamic":
+        return (np.random.default_rng(seed).random(x.shape, dtype=np.float32) < x).astype(np.float32)
+    if mode == "static":
+        return (x > 0.5).astype(np.float32)
+    if mode == "none":
+        return x
+    raise ValueError(f"unknown binarization {mode!r}")
+
+
+def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):
+    """``tf.data`` pipeline over training images: cache, shuffle, batch, binarize, prefetch.
+
+    Under ``dynamic`` binarization each batch gets a fresh stateless seed from
+    ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``, so every epoch
+    sees new binary images while the whole run stays reproducible from ``seed``.
+
+    Args:
+        images: uint8 [N, H, W, C].
+
+    Returns:
+        ``tf.data.Dataset`` of float32 batches [B, H, W, C] in [0, 1].
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images).cache()
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def prepare(batch, pair):
+        x = tf.cast(batch, tf.float32) / 255.0
+        if mode == "dynamic":
+            u = tf.random.stateless_uniform(tf.shape(x), seed=pair)
+            return tf.cast(u < x, tf.float32)
+        if mode == "static":
+            return tf.cast(x > 0.5, tf.float32)
+        return x
+
+    return tf.data.Dataset.zip((ds, seeds)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def heldout_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):
+    """Batches of held-out images binarized once (see :func:`binarize_fixed`), in order.
+
+    Returns:
+        ``tf.data.Dataset`` of float32 batches [B, H, W, C].
+    """
+    import tensorflow as tf
+
+    x = binarize_fixed(images, mode, seed)
+    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,131 @@
+"""Encoder and decoder builders (plain Keras 3 functional models), sized from the image shape.
+
+* Encoder ``images`` float32 [B, H, W, C] -> ``{"loc": [B, D], "scale": [B, D]}``, the
+  parameters of the diagonal-Gaussian posterior q(z|x); ``scale = softplus(·) + floor``.
+* Decoder ``z`` float32 [B, D] -> the likelihood's parameters, each [B, H, W, C]:
+  ``{"logits"}`` (Bernoulli), ``{"loc"}`` (Gaussian, fixed σ) or ``{"loc", "scale"}``
+  (Gaussian, learned per-pixel σ). Gaussian means pass through a sigmoid so they lie
+  in [0, 1] like the data.
+
+``conv`` uses stride-2 3×3 convolutions (``conv_filters``) down to ⌈H/2^n⌉×⌈W/2^n⌉, dense
+layers (``hidden_units``), and mirrored transposed convolutions back up, cropping to
+H×W, so 28×28×1 and 32×32×3 (and other sizes) work. ``mlp`` flattens and uses dense
+layers only. The decoder's last transposed convolution writes the C output channels
+directly: it is the decoder's costliest layer and importance-weighted evaluation runs
+the decoder thousands of times per image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+from .config import ModelConfig
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class PositiveScale(layers.Layer):
+    """softplus(x) + floor: a scale that is always > 0. Shape-preserving, float32."""
+
+    def __init__(self, floor: float = 1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.floor = float(floor)
+
+    def call(self, x):
+        return ops.softplus(x) + self.floor
+
+    def get_config(self):
+        return {**super().get_config(), "floor": self.floor}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class PixelScale(layers.Layer):
+    """A learned per-pixel standard deviation, the same for every z.
+
+    Input z [B, D]; output [B, H, W, C] = softplus(w) + floor broadcast over the batch,
+    with w a trainable [H, W, C] weight initialised so that σ starts at ``initial``.
+    """
+
+    def __init__(self, image_shape, floor: float = 1e-3, initial: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.floor = float(floor)
+        self.initial = float(initial)
+
+    def build(self, input_shape):
+        raw = math.log(math.expm1(self.initial - self.floor))  # softplus⁻¹
+        self.raw_scale = self.add_weight(
+            name="raw_scale", shape=self.image_shape, initializer=keras.initializers.Constant(raw)
+        )
+
+    def call(self, z):
+        scale = ops.softplus(self.raw_scale) + self.floor
+        return ops.broadcast_to(scale, (ops.shape(z)[0],) + self.image_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": self.image_shape, "floor": self.floor, "initial": self.initial}
+
+
+def _low_resolution(image_shape, n_down: int):
+    h, w = image_shape[0], image_shape[1]
+    return math.ceil(h / 2**n_down), math.ceil(w / 2**n_down)
+
+
+def build_encoder(cfg: ModelConfig) -> keras.Model:
+    """Encoder network named ``encoder``: images [B, H, W, C] -> {"loc", "scale"} [B, D] float32."""
+    shape = tuple(cfg.image_shape)
+    inputs = keras.Input(shape, name="images")
+    h = inputs
+    if cfg.arch == "conv":
+        for i, f in enumerate(cfg.conv_filters):
+            h = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(h)
+    h = layers.Flatten(name="flatten")(h)
+    for i, units in enumerate(cfg.hidden_units):
+        h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
+    loc = layers.Dense(cfg.latent_dim, name="loc")(h)
+    scale = PositiveScale(cfg.scale_floor, name="scale")(layers.Dense(cfg.latent_dim, name="scale_raw")(h))
+    return keras.Model(inputs, {"loc": loc, "scale": scale}, name="encoder")
+
+
+def build_decoder(cfg: ModelConfig) -> keras.Model:
+    """Decoder network named ``decoder``: z [B, D] -> likelihood parameters [B, H, W, C] float32."""
+    shape = tuple(cfg.image_shape)
+    height, width, channels = shape
+    z = keras.Input((cfg.latent_dim,), name="z")
+    h = z
+    for i, units in enumerate(reversed(cfg.hidden_units)):
+        h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
+    if cfg.arch == "conv":
+        filters = list(cfg.conv_filters)
+        lh, lw = _low_resolution(shape, len(filters))
+        h = layers.Dense(lh * lw * filters[-1], activation="relu", name="project")(h)
+        h = layers.Reshape((lh, lw, filters[-1]), name="unflatten")(h)
+        # Mirror of the encoder: upsample through filters[-2], ..., filters[0], then the
+        # last stride-2 layer writes the output channels.
+        for i, f in enumerate(reversed(filters[:-1])):
+            h = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", name=f"deconv{i}")(h)
+        out_h, out_w = lh * 2 ** len(filters), lw * 2 ** len(filters)
+
+        def head(name):
+            t = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", name=name)(h)
+            if (out_h, out_w) != (height, width):
+                dh, dw = out_h - height, out_w - width
+                t = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=f"{name}_crop")(t)
+            return t
+
+    else:
+
+        def head(name):
+            t = layers.Dense(height * width * channels, name=f"{name}_dense")(h)
+            return layers.Reshape(shape, name=name)(t)
+
+    if cfg.likelihood == "bernoulli":
+        outputs = {"logits": head("logits")}
+    else:
+        loc = layers.Activation("sigmoid", name="loc")(head("loc_raw"))
+        outputs = {"loc": loc}
+        if cfg.sigma == "learned":
+            outputs["scale"] = PixelScale(shape, name="scale")(z)
+    return keras.Model(z, outputs, name="decoder")

@@ -1,0 +1,73 @@
+"""Figures (matplotlib, Agg backend): image grids and loss curves."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_image_grid(images, path, rows: int, title: str | None = None, row_labels=None) -> None:
+    """Save images float [N, H, W, C] in [0, 1] as a grid of ``rows`` rows (PNG)."""
+    plt = _pyplot()
+    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    n, h, w, c = images.shape
+    cols = int(np.ceil(n / rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9 + (0.8 if row_labels else 0), rows * 0.9 + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i < n:
+            img = images[i]
+            ax.imshow(img[..., 0] if c == 1 else img, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    if row_labels:
+        for r, label in enumerate(row_labels):
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_loss_curves(metrics_csv, path) -> None:
+    """Plot −ELBO, reconstruction and KL per epoch, train and validation, from ``metrics.csv``."""
+    plt = _pyplot()
+    with open(metrics_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    panels = [("neg_elbo", "−ELBO (nats/image)"), ("reconstruction", "reconstruction −E_q log p(x|z)"),
+              ("kl", "KL(q‖p) (nats/image)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (key, label) in zip(axes, panels):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [float(r[prefix + key]) for r in rows if r.get(prefix + key) not in (None, "")]
+            if values:
+                ax.plot(epochs[: len(values)], values, style, label="validation" if prefix else "train")
+        ax.set_xlabel("epoch")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    # Start the −ELBO axis after the first epoch so the interesting part is visible.
+    if len(rows) > 2:
+        vals = [float(r["val_neg_elbo"]) for r in rows[1:] if r.get("val_neg_elbo")] + [float(r["neg_elbo"]) for r in rows[1:]]
+        lo, hi = min(vals), max(vals)
+        axes[0].set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=100)
+    plt.close(fig)
