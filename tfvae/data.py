@@ -113,6 +113,9 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
 def _load_tfds(name: str, data_dir: Optional[str]):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)  # TFDS's warnings about empty folders
 
     if data_dir is not None and not Path(data_dir).is_dir():
         raise DataNotFoundError(f"--data-dir {data_dir} is not a folder; {_HOW_TO_PROVIDE}")
@@ -128,10 +131,14 @@ def _load_tfds(name: str, data_dir: Optional[str]):
 
     image_key = _image_feature(builder, name)
     if not builder.is_prepared():
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "TFDS's default folder"
+        if not _can_reach(_TFDS_HOST):
+            # Without this check TFDS retries each file for minutes before giving up.
+            raise DataNotFoundError(f"dataset {name!r} is not in {where} and cannot be downloaded "
+                                    f"(no connection to {_TFDS_HOST}); {_HOW_TO_PROVIDE}")
         try:
             builder.download_and_prepare()
         except Exception as exc:
-            where = data_dir or os.environ.get("TFDS_DATA_DIR") or "TFDS's default folder"
             raise DataNotFoundError(
                 f"dataset {name!r} is not in {where} and could not be downloaded ({_one_line(exc)}); {_HOW_TO_PROVIDE}"
             ) from None
@@ -154,6 +161,20 @@ def _load_tfds(name: str, data_dir: Optional[str]):
     if train.dtype != np.uint8:
         raise TfvaeError(f"dataset {name!r}: expected uint8 images, got {train.dtype}")
     return train, train_labels, test, test_labels, class_names
+
+
+_TFDS_HOST = "storage.googleapis.com"  # TFDS's download mirror
+
+
+def _can_reach(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to host:port opens within ``timeout`` seconds."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _image_feature(builder, name: str) -> str:

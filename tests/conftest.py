@@ -1,0 +1,42 @@
+"""Shared fixtures: where real data lives, and the rule for tests that need it.
+
+Real-data tests run in CI (``CI=true``), where a missing dataset is a failure; elsewhere
+they skip with the reason.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = ROOT.parent / "shared"
+TFDS_DIR = Path(os.environ.get("TFDS_DATA_DIR", SHARED / "tensorflow_datasets"))
+MNIST_IDX = SHARED / "data" / "mnist-idx"
+
+
+def _require(path: Path, what: str) -> Path:
+    if path.exists():
+        return path
+    message = f"{what} not found at {path} (set TFDS_DATA_DIR, or place ../shared beside the project)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def tfds_dir():
+    """TFDS data folder holding prepared ``mnist`` (real data)."""
+    _require(TFDS_DIR / "mnist", "prepared TFDS mnist")
+    os.environ["TFDS_DATA_DIR"] = str(TFDS_DIR)
+    return TFDS_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_idx_dir():
+    """The original MNIST IDX files (real data)."""
+    return _require(MNIST_IDX / "train-images-idx3-ubyte.gz", "MNIST IDX files").parent

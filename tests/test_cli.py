@@ -1,0 +1,157 @@
+"""The command line: train -> evaluate -> sample on a small slice, and every bad input
+ending in one line on stderr, a non-zero exit, no traceback and nothing overwritten."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from test_data import make_idx_folder
+
+
+def run_cli(*args, env=None, timeout=300):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=ROOT)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0, result.stdout
+    err = result.stderr.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error:"), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("train", "evaluate", "sample"):
+        assert command in result.stdout
+    assert "--latent-dim" in run_cli("train", "--help").stdout
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tfds_dir):
+    run_dir = tmp_path_factory.mktemp("runs") / "slice"
+    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 1000, "--validation-size", 500,
+                     "--epochs", 2, "--batch-size", 100, "--latent-dim", 8, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in ("config.json", "metrics.csv", "summary.json", "checkpoints/best.weights.h5",
+                 "checkpoints/last.weights.h5", "figures/reconstructions.png", "figures/samples.png",
+                 "figures/loss.png"):
+        assert (trained_run / name).is_file(), name
+        if name.endswith(".png"):
+            assert (trained_run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"]["image_shape"] == [28, 28, 1] and config["model"]["latent_dim"] == 8
+    assert config["data"]["binarization"] == "dynamic" and config["meta"]["num_train"] == 1000
+    lines = (trained_run / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3 and "val_neg_elbo" in lines[0]
+
+
+@pytest.mark.slow
+def test_evaluate_and_sample_read_the_run(trained_run, tmp_path):
+    result = run_cli("evaluate", trained_run, "--iw-samples", 20, "--max-examples", 50)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test NLL" in result.stdout
+    report = json.loads((trained_run / "eval.json").read_text())
+    assert report["protocol"]["iw_samples"] == 20 and report["protocol"]["num_images"] == 50
+    assert report["protocol"]["split"] == "test" and report["protocol"]["binarization_seed"] == 0
+    m = report["metrics"]
+    assert np.isfinite(m["nll"]) and m["nll"] <= m["neg_elbo"] + 1.0  # IW bound is the tighter one
+    assert len(m["kl_per_dim"]) == 8 and 0 <= m["active_units"] <= 8
+    out = tmp_path / "grid.png"
+    result = run_cli("sample", trained_run, "-n", 9, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    before = out.read_bytes()
+    assert_one_line_error(run_cli("sample", trained_run, "-n", 4, "--out", out), "already exists")
+    assert out.read_bytes() == before
+
+
+BAD_TRAIN_OPTIONS = [
+    (["--latent-dim", "0"], "--latent-dim"),
+    (["--latent-dim", "-3"], "--latent-dim"),
+    (["--beta", "-0.5"], "--beta"),
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "many"], "--batch-size"),
+    (["--arch", "resnet"], "--arch"),
+    (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
+]
+
+
+@pytest.mark.parametrize("args,fragment", BAD_TRAIN_OPTIONS)
+def test_bad_train_options(tmp_path, args, fragment):
+    result = run_cli("train", *args, "--run-dir", tmp_path / "run")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_dataset_suggests_close_matches(tmp_path):
+    result = run_cli("train", "--dataset", "mnsit", "--run-dir", tmp_path / "run")
+    assert_one_line_error(result, "unknown dataset 'mnsit'", "mnist")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_says_how_to_provide_it(tmp_path):
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    result = run_cli("train", "--dataset", "mnist", "--data-dir", empty, "--run-dir", tmp_path / "run")
+    assert_one_line_error(result, "TFDS_DATA_DIR", "--data-dir", "--idx-dir")
+    assert result.returncode == 2
+
+
+def test_idx_folder_with_missing_or_malformed_files(tmp_path):
+    folder = make_idx_folder(tmp_path / "idx", gz=False)
+    (folder / "train-labels-idx1-ubyte").unlink()
+    assert_one_line_error(run_cli("train", "--idx-dir", folder, "--run-dir", tmp_path / "r1"), "train-labels")
+    folder = make_idx_folder(tmp_path / "idx2", gz=False)
+    images = folder / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-5])
+    assert_one_line_error(run_cli("train", "--idx-dir", folder, "--run-dir", tmp_path / "r2"), str(images))
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("precious")
+    folder = make_idx_folder(tmp_path / "idx")
+    result = run_cli("train", "--idx-dir", folder, "--validation-size", 5, "--epochs", 1, "--run-dir", run_dir)
+    assert_one_line_error(result, "already exists")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt"]
+    assert (run_dir / "notes.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sample"])
+def test_commands_reject_a_folder_that_is_not_a_run(tmp_path, command):
+    (tmp_path / "stuff.txt").write_text("x")
+    assert_one_line_error(run_cli(command, tmp_path), "not a tfvae run directory", "config.json")
+    assert_one_line_error(run_cli(command, tmp_path / "nope"), "not a folder")
+
+
+def test_train_on_an_idx_folder_with_an_odd_image_size(tmp_path):
+    folder = make_idx_folder(tmp_path / "idx", n_train=60, n_test=10)  # 6×5 images
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--dataset", "toy", "--idx-dir", folder, "--validation-size", 20, "--epochs", 1,
+                     "--batch-size", 20, "--latent-dim", 2, "--hidden-units", "16", "--conv-filters", "4,8",
+                     "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"]["image_shape"] == [6, 5, 1] and config["model"]["conv_filters"] == [4, 8]
+    result = run_cli("evaluate", run_dir, "-k", 5, "--idx-dir", folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "eval.json").read_text())["protocol"]["num_images"] == 10
