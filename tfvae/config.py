@@ -194,6 +194,7 @@ class RunConfig:
 
     # ---- JSON round-trip -----------------------------------------------------------
     def to_dict(self) -> dict:
+        """Plain dict of the four sections (JSON-serialisable)."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -183,6 +183,7 @@ def format_report(report: dict) -> str:
         ("  KL(q‖p)", f"{m['kl']:.2f} nats"),
         ("ELBO gap (−ELBO − NLL)", f"{m['elbo_gap']:.2f} nats"),
         ("active units", f"{m['active_units']} of {m['latent_dim']}  (Cov_x E_q[z_d] > {ACTIVE_UNIT_THRESHOLD})"),
+        ("KL per dimension", " ".join(f"{v:.1f}" for v in sorted(m["kl_per_dim"], reverse=True)) + "  (nats, sorted)"),
         ("protocol", f"{p['dataset']} {p['split']}, {p['num_images']} images, binarization {p['binarization']}"
                      + (f" (seed {p['binarization_seed']})" if p["binarization_seed"] is not None else "")),
         ("time", f"{report['seconds']:.1f} s"),

@@ -64,6 +64,7 @@ class VAE(keras.Model):
     # ---- the three distributions ----------------------------------------------------
     @property
     def latent_dim(self) -> int:
+        """D, the dimension of z."""
         return self.config.latent_dim
 
     def posterior(self, x, training=False):

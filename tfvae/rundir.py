@@ -25,6 +25,7 @@ CHECKPOINTS = ("best", "last")
 
 
 def checkpoint_path(run_dir, which: str = "best") -> Path:
+    """RUN_DIR/checkpoints/<which>.weights.h5 (``which``: ``best`` or ``last``)."""
     return Path(run_dir) / "checkpoints" / f"{which}.weights.h5"
 
 
