@@ -36,9 +36,11 @@ def save_image_grid(images, path, rows: int, title: str | None = None, row_label
     if row_labels:
         for r, label in enumerate(row_labels):
             axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    top = 1.0
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.2)
+        fig.suptitle(title, fontsize=10, y=0.995)
+        top = 1.0 - 0.3 / fig.get_figheight()  # keep the title clear of the first row
+    fig.tight_layout(pad=0.2, rect=(0, 0, 1, top))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
