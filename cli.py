@@ -225,5 +225,57 @@ def sample(run_dir, num, out, seed, checkpoint, force):
     click.echo(f"written: {path}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--name", default=None, help="Export name. [default: the run directory's name]")
+@click.option("--out", "out_root", type=click.Path(file_okay=False), default="exported", show_default=True,
+              help="Export root.")
+@click.option("--tflite", is_flag=True, help="Also write TFLite decoders (dynamic batch and batch 1).")
+@click.option("--quantize", multiple=True, type=click.Choice(["float16", "dynamic", "int8"]),
+              help="Add a quantized TFLite decoder (repeatable); needs --tflite.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+def export(run_dir, name, out_root, tflite, quantize, checkpoint):
+    """Export RUN_DIR's decoder and encoder as a new version.
+
+    \b
+    OUT/NAME/decoder/<v>/   SavedModel (TF Serving: model base path OUT/NAME/decoder)
+    OUT/NAME/encoder/<v>/   SavedModel
+    OUT/NAME/tflite/<v>/    decoder*.tflite, model_card.json
+
+    Versions are never overwritten: each export adds the next number.
+    """
+    from tfvae.rundir import read_config
+
+    read_config(run_dir)
+    if quantize and not tflite:
+        raise TfvaeError("--quantize needs --tflite")
+    _quiet_tensorflow()
+    from tfvae.export import export_run
+
+    card = export_run(run_dir, out_root=out_root, name=name, tflite=tflite, quantize=quantize, checkpoint=checkpoint)
+    click.echo(f"exported version {card['version']} to {card['export_dir']}")
+    for f in card["files"]:
+        if f["path"].endswith(".tflite") or f["path"].endswith("saved_model.pb"):
+            click.echo(f"  {f['path']:<40} {f['bytes']:>10,d} bytes")
+
+
+@cli.command()
+@click.argument("export_dir", type=click.Path())
+@click.option("-n", "num", type=int, default=16, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of z ~ N(0, I) (numpy).")
+@click.option("--variant", default="float32", show_default=True,
+              help="float32, float16, dynamic or int8 (the quantized ones must have been exported).")
+@click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True, help="PNG file to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def generate(export_dir, num, seed, variant, out, force):
+    """Generate images on-device style: LiteRT + numpy, no TensorFlow.
+
+    Reads EXPORT_DIR/tflite/<latest>/decoder[_VARIANT].tflite.
+    """
+    from tfvae.lite import save_generated
+
+    click.echo(f"written: {save_generated(export_dir, num, out, seed=seed, variant=variant, force=force)}")
+
+
 if __name__ == "__main__":
     cli()

@@ -45,6 +45,33 @@ def save_image_grid(images, path, rows: int, title: str | None = None, row_label
     plt.close(fig)
 
 
+def check_png_out(out, force: bool = False) -> Path:
+    """Validate an output PNG path before any work is done.
+
+    Raises:
+        TfvaeError: not a .png name, the file exists (without ``force``), or its folder is missing.
+    """
+    from .errors import TfvaeError
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise TfvaeError(f"--out {out}: expected a .png file name")
+    if out.exists() and not force:
+        raise TfvaeError(f"--out {out} already exists; pass --force to replace it")
+    if not out.parent.is_dir():
+        raise TfvaeError(f"--out {out}: folder {out.parent} does not exist")
+    return out
+
+
+def save_square_grid(images, out, title: str) -> Path:
+    """Save images [N, H, W, C] as a near-square grid, written to a temporary file and renamed."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    save_image_grid(images, tmp, rows=max(1, round(len(images) ** 0.5)), title=title)
+    tmp.replace(out)
+    return out
+
+
 def save_loss_curves(metrics_csv, path) -> None:
     """Plot −ELBO, reconstruction and KL per epoch, train and validation, from ``metrics.csv``."""
     plt = _pyplot()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +33,6 @@ def save_samples(run_dir, n: int, out, seed: int = 0, checkpoint: str = "best", 
     """
     if n < 1:
         raise TfvaeError(f"-n must be a positive integer, got {n}")
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise TfvaeError(f"--out {out}: expected a .png file name")
-    if out.exists() and not force:
-        raise TfvaeError(f"--out {out} already exists; pass --force to replace it")
-    if not out.parent.is_dir():
-        raise TfvaeError(f"--out {out}: folder {out.parent} does not exist")
+    out = plots.check_png_out(out, force)
     model, _ = load_model(run_dir, checkpoint)
-    images = sample_means(model, n, seed)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    plots.save_image_grid(images, tmp, rows=max(1, round(math.sqrt(n))),
-                          title=f"E[x|z], z ~ N(0, I), seed {seed}")
-    tmp.replace(out)
-    return out
+    return plots.save_square_grid(sample_means(model, n, seed), out, title=f"E[x|z], z ~ N(0, I), seed {seed}")

@@ -1,0 +1,168 @@
+"""Export: TF Serving layout and versions, the serving contract (signatures, names, shapes,
+dtypes), TFLite parity with the SavedModel, LiteRT generation without TensorFlow, bad input."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT
+from test_cli import assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tfds_dir):
+    """A briefly trained MNIST model (real data, so quantization sees real weight ranges)."""
+    run_dir = tmp_path_factory.mktemp("export_run") / "run"
+    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 3000, "--validation-size", 500,
+                     "--epochs", 2, "--latent-dim", 8, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def export_dir(run_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exported")
+    result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite",
+                     "--quantize", "float16", "--quantize", "dynamic", "--quantize", "int8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "m"
+
+
+def tree_digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_layout_and_new_versions_never_overwrite(run_dir, export_dir):
+    for path in ("decoder/1/saved_model.pb", "encoder/1/saved_model.pb", "tflite/1/decoder.tflite",
+                 "tflite/1/decoder_b1.tflite", "tflite/1/decoder_float16.tflite", "tflite/1/decoder_dynamic.tflite",
+                 "tflite/1/decoder_int8.tflite", "tflite/1/model_card.json"):
+        assert (export_dir / path).is_file(), path
+    assert not list(export_dir.glob(".staging*"))
+    before = tree_digest(export_dir)
+    result = run_cli("export", run_dir, "--name", "m", "--out", export_dir.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (export_dir / "decoder" / "2" / "saved_model.pb").is_file()
+    after = tree_digest(export_dir)
+    assert all(after[k] == v for k, v in before.items())  # version 1 untouched
+
+
+def test_model_card(export_dir):
+    card = json.loads((export_dir / "tflite/1/model_card.json").read_text())
+    assert card["latent_dim"] == 8 and card["image_shape"] == [28, 28, 1] and card["likelihood"] == "bernoulli"
+    assert card["dataset"] == "mnist" and card["class_names"][:2] == ["0", "1"]
+    assert card["config"]["train"]["epochs"] == 2 and card["tensorflow_version"] == tf.__version__
+    files = {f["path"]: f for f in card["files"]}
+    f = files["tflite/1/decoder.tflite"]
+    data = (export_dir / "tflite/1/decoder.tflite").read_bytes()
+    assert f["bytes"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+    assert "decoder/1/saved_model.pb" in files and "encoder/1/saved_model.pb" in files
+    sizes = {q: files[f"tflite/1/decoder_{q}.tflite"]["bytes"] / f["bytes"] for q in ("float16", "int8")}
+    print("size ratios to float32:", sizes)
+    assert sizes["float16"] <= 0.55 and sizes["int8"] <= 0.30
+
+
+def prior_draws(n=256, d=8, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def test_decoder_serving_signatures(export_dir):
+    loaded = tf.saved_model.load(str(export_dir / "decoder" / "1"))
+    serve = loaded.signatures["serving_default"]
+    out = serve(z=tf.constant(prior_draws(4)))
+    assert set(out) == {"images", "logits"}
+    assert out["images"].shape == (4, 28, 28, 1) and out["images"].dtype == tf.float32
+    images = out["images"].numpy()
+    assert images.min() >= 0 and images.max() <= 1
+    np.testing.assert_allclose(images, tf.sigmoid(out["logits"]).numpy(), atol=1e-6)
+    sampled = loaded.signatures["sample"](eps=tf.constant(prior_draws(4)))
+    assert set(sampled) == {"images", "logits", "z"}
+    np.testing.assert_allclose(sampled["images"].numpy(), images, atol=1e-6)  # N(0, I) prior: z = eps
+
+
+def test_saved_model_cli_lists_the_contract(export_dir):
+    text = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
+                           str(export_dir / "decoder" / "1"), "--all"], capture_output=True, text=True).stdout
+    for fragment in ("signature_def['serving_default']", "inputs['z']", "outputs['images']", "outputs['logits']",
+                     "signature_def['sample']", "inputs['eps']", "shape: (-1, 8)", "shape: (-1, 28, 28, 1)",
+                     "DT_FLOAT"):
+        assert fragment in text, fragment
+    text = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
+                           str(export_dir / "encoder" / "1"), "--tag_set", "serve", "--signature_def",
+                           "serving_default"], capture_output=True, text=True).stdout
+    for fragment in ("inputs['images']", "outputs['mean']", "outputs['scale']", "(-1, 28, 28, 1)", "(-1, 8)"):
+        assert fragment in text, fragment
+
+
+def test_encoder_saved_model_matches_the_in_memory_encoder(run_dir, export_dir, tfds_dir):
+    from tfvae.rundir import load_model
+
+    model, _ = load_model(run_dir)
+    x = tf.cast(tf.random.stateless_uniform((16, 28, 28, 1), seed=[1, 2]) > 0.7, tf.float32)
+    out = tf.saved_model.load(str(export_dir / "encoder" / "1")).signatures["serving_default"](images=x)
+    ref = model.encoder(x)
+    np.testing.assert_allclose(out["mean"].numpy(), ref["loc"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["scale"].numpy(), ref["scale"].numpy(), atol=1e-5)
+
+
+def test_tflite_parity_with_the_saved_model(export_dir):
+    from tfvae.lite import decode, load_decoder
+
+    z = prior_draws()
+    reference = tf.saved_model.load(str(export_dir / "decoder" / "1")).signatures["serving_default"](
+        z=tf.constant(z))["images"].numpy()
+    folder = export_dir / "tflite" / "1"
+    errors = {}
+    for name in ("decoder", "decoder_b1", "decoder_float16", "decoder_dynamic", "decoder_int8"):
+        out = decode(load_decoder(folder / f"{name}.tflite"), z)
+        errors[name] = (float(np.abs(out - reference).max()), float(np.abs(out - reference).mean()))
+    print("max / mean |Δ| against the SavedModel:", errors)
+    assert errors["decoder"][0] <= 1e-5 and errors["decoder_b1"][0] <= 1e-5
+    assert errors["decoder_float16"][0] <= 1e-2
+    assert errors["decoder_dynamic"][1] <= 0.05 and errors["decoder_int8"][1] <= 0.05
+
+
+def test_generate_uses_litert_without_tensorflow(export_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['cli.py', 'generate', {str(export_dir)!r}, '-n', '9', '--variant', 'int8', '--out', {str(out)!r}]\n"
+        "try:\n    runpy.run_path('cli.py', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'tensorflow' not in sys.modules, 'generate imported tensorflow'\n"
+        "print('no tensorflow')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no tensorflow" in result.stdout
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_generate_bad_input(export_dir, tmp_path):
+    assert_one_line_error(run_cli("generate", export_dir, "-n", 0, "--out", tmp_path / "a.png"), "-n")
+    assert_one_line_error(run_cli("generate", export_dir, "--variant", "int4", "--out", tmp_path / "a.png"),
+                          "--variant")
+    assert_one_line_error(run_cli("generate", tmp_path, "--out", tmp_path / "a.png"), "no TFLite decoder")
+    corrupt = tmp_path / "corrupt"
+    (corrupt / "tflite" / "1").mkdir(parents=True)
+    (corrupt / "tflite" / "1" / "model_card.json").write_text(json.dumps({"latent_dim": 8}))
+    data = (export_dir / "tflite" / "1" / "decoder.tflite").read_bytes()
+    (corrupt / "tflite" / "1" / "decoder.tflite").write_bytes(data[: len(data) // 3])
+    assert_one_line_error(run_cli("generate", corrupt, "--out", tmp_path / "a.png"), "decoder.tflite")
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_export_bad_input(run_dir, tmp_path):
+    assert_one_line_error(run_cli("export", tmp_path / "missing", "--out", tmp_path / "x"), "not a folder")
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "config.json").write_text((run_dir / "config.json").read_text())
+    assert_one_line_error(run_cli("export", incomplete, "--out", tmp_path / "x"), "checkpoints")
+    assert_one_line_error(run_cli("export", run_dir, "--out", tmp_path / "x", "--quantize", "int8"), "--tflite")
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").rglob("saved_model.pb"))

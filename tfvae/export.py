@@ -1,0 +1,229 @@
+"""Export a run for serving (SavedModel, TF Serving layout) and for devices (TFLite/LiteRT).
+
+    exported/NAME/
+      decoder/<v>/       SavedModel; TF Serving's model base path is exported/NAME/decoder
+      encoder/<v>/       SavedModel
+      tflite/<v>/        decoder.tflite (float32, dynamic batch), decoder_b1.tflite (batch 1),
+                         decoder_<quantization>.tflite, model_card.json
+
+Signatures (every graph is tensor in, tensor out; randomness stays outside, as an input):
+
+* decoder ``serving_default``: ``z`` float32 [B, D] -> ``images`` float32 [B, H, W, C]
+  (the likelihood mean, in [0, 1]) and the raw likelihood parameters (``logits``, or
+  ``loc`` and ``scale``).
+* decoder ``sample``: ``eps`` float32 [B, D], standard-normal noise, mapped through the
+  prior (z = eps for N(0, I)) -> the same outputs plus ``z``.
+* encoder ``serving_default``: ``images`` float32 [B, H, W, C] in [0, 1] -> ``mean`` and
+  ``scale`` of q(z|x), each [B, D].
+
+A version is staged in a hidden folder under exported/NAME and renamed into place, each
+component last-to-first (tflite, encoder, decoder), so an interrupted export leaves no
+half-written version folder; the next export takes the next free number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import __version__
+from . import distributions as dist
+from .config import atomic_write_text
+from .errors import TfvaeError
+from .rundir import load_model
+
+QUANTIZATIONS = ("float16", "dynamic", "int8")
+COMPONENTS = ("tflite", "encoder", "decoder")  # renamed into place in this order
+CALIBRATION_DRAWS = 512  # prior draws that calibrate full-integer quantization
+
+
+def _decoder_outputs(model, z):
+    params = model.decoder(z, training=False)
+    return {"images": dist.likelihood_mean(params, model.config.likelihood), **params}
+
+
+def _decoder_archive(model, batch=None):
+    d = model.latent_dim
+    archive = keras.export.ExportArchive()
+    archive.track(model.decoder)
+
+    def serve(z):
+        return _decoder_outputs(model, z)
+
+    def sample(eps):
+        z = eps  # the prior is N(0, I): z = 0 + 1 · eps
+        return {**_decoder_outputs(model, z), "z": z}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="z")])
+    archive.add_endpoint("sample", sample, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="eps")])
+    return archive
+
+
+def _encoder_archive(model):
+    archive = keras.export.ExportArchive()
+    archive.track(model.encoder)
+
+    def serve(images):
+        params = model.encoder(images, training=False)
+        return {"mean": params["loc"], "scale": params["scale"]}
+
+    shape = [None] + list(model.config.image_shape)
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    return archive
+
+
+def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0) -> bytes:
+    """Convert a decoder SavedModel's signatures to a TFLite flatbuffer, builtin ops only.
+
+    Args:
+        quantization: None (float32), ``float16`` (float16 weights), ``dynamic``
+            (dynamic-range int8 weights) or ``int8`` (full-integer, calibrated on
+            ``CALIBRATION_DRAWS`` draws z ~ N(0, I); float32 inputs and outputs kept).
+
+    Returns:
+        The model bytes.
+
+    Raises:
+        RuntimeError / ConverterError: an op has no builtin TFLite kernel (no Flex ops).
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
+                                                         signature_keys=["serving_default", "sample"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        rng = np.random.default_rng(seed)
+
+        def representative():
+            for _ in range(CALIBRATION_DRAWS):
+                z = rng.standard_normal((1, latent_dim)).astype(np.float32)
+                yield "serving_default", {"z": z}  # both signatures share the decoder's ops
+                yield "sample", {"eps": z}
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif quantization is not None:
+        raise TfvaeError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    return converter.convert()
+
+
+def next_version(export_dir: Path) -> int:
+    """1 + the highest integer version of any component (1 for a new export)."""
+    versions = [int(p.name) for c in COMPONENTS if (export_dir / c).is_dir()
+                for p in (export_dir / c).iterdir() if p.name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_table(root: Path, prefix: str):
+    return [{"path": f"{prefix}/{p.relative_to(root).as_posix()}", "bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(), checkpoint="best") -> dict:
+    """Export a run's encoder and decoder as a new version under ``out_root/name``.
+
+    Args:
+        run_dir: a run directory written by ``train``.
+        out_root: export root (default ``exported``).
+        name: export name (default: the run directory's name).
+        tflite: also write the TFLite decoders.
+        quantize: quantized TFLite variants to add (``float16``, ``dynamic``, ``int8``).
+
+    Returns:
+        The model card (also written to ``tflite/<v>/model_card.json``), with
+        ``export_dir`` and ``version``.
+
+    Raises:
+        TfvaeError: missing or incomplete run, bad name, unknown quantization, or
+            ``--quantize`` without ``--tflite``.
+    """
+    for q in quantize:
+        if q not in QUANTIZATIONS:
+            raise TfvaeError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {q!r}")
+    if quantize and not tflite:
+        raise TfvaeError("--quantize needs --tflite")
+    run_dir = Path(run_dir)
+    model, cfg = load_model(run_dir, checkpoint)
+    name = name or run_dir.resolve().name
+    if not name or "/" in name or name.startswith("."):
+        raise TfvaeError(f"--name {name!r}: expected a plain folder name")
+    export_dir = Path(out_root) / name
+    try:
+        export_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TfvaeError(f"--out {out_root}: cannot create {export_dir} ({exc.strerror})") from None
+    version = next_version(export_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=export_dir))
+    try:
+        _decoder_archive(model).write_out(str(staging / "decoder"), verbose=False)
+        _encoder_archive(model).write_out(str(staging / "encoder"), verbose=False)
+        lite = staging / "tflite"
+        lite.mkdir()
+        if tflite:
+            (lite / "decoder.tflite").write_bytes(convert_tflite(staging / "decoder"))
+            fixed = staging / "decoder_b1_savedmodel"
+            _decoder_archive(model, batch=1).write_out(str(fixed), verbose=False)
+            (lite / "decoder_b1.tflite").write_bytes(convert_tflite(fixed))
+            shutil.rmtree(fixed)
+            for q in quantize:
+                data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed)
+                (lite / f"decoder_{q}.tflite").write_bytes(data)
+        card = _model_card(run_dir, cfg, staging, version, checkpoint)
+        atomic_write_text(lite / "model_card.json", json.dumps(card, indent=2) + "\n")
+        for component in COMPONENTS:
+            target = export_dir / component
+            target.mkdir(exist_ok=True)
+            os.replace(staging / component, target / str(version))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    card["export_dir"] = str(export_dir)
+    return card
+
+
+def _model_card(run_dir: Path, cfg, staging: Path, version: int, checkpoint: str) -> dict:
+    eval_path = run_dir / "eval.json"
+    evaluation = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+    if evaluation is not None:
+        evaluation["metrics"].pop("activity_per_dim", None)
+    files = []
+    for component in COMPONENTS:
+        if (staging / component).exists():
+            files += _file_table(staging / component, f"{component}/{version}")
+    return {
+        "version": version,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source_run": str(run_dir.resolve()),
+        "checkpoint": checkpoint,
+        "dataset": cfg.data.dataset,
+        "class_names": cfg.meta.get("class_names", []),
+        "image_shape": list(cfg.model.image_shape),
+        "latent_dim": cfg.model.latent_dim,
+        "likelihood": cfg.model.likelihood,
+        "prior": "standard normal N(0, I)",
+        "config": cfg.to_dict(),
+        "test_metrics": evaluation,
+        "files": files,
+        "tfvae_version": __version__,
+        "tensorflow_version": tf.__version__,
+    }

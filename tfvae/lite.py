@@ -1,0 +1,107 @@
+"""On-device-style generation with LiteRT (``ai-edge-litert``) and numpy only.
+
+This module never imports TensorFlow: it is what a phone or a small server would run.
+Noise z ~ N(0, I) is drawn with numpy, outside the graph, and fed to the exported
+decoder's ``serving_default`` signature (input ``z`` [B, D] -> ``images`` [B, H, W, C]).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TfvaeError
+
+VARIANTS = {"float32": "decoder.tflite", "float16": "decoder_float16.tflite",
+            "dynamic": "decoder_dynamic.tflite", "int8": "decoder_int8.tflite"}
+
+
+def tflite_dir(export_dir, version=None) -> Path:
+    """EXPORT_DIR/tflite/<v> for the given or the highest version.
+
+    Raises:
+        TfvaeError: no TFLite export in ``export_dir``.
+    """
+    root = Path(export_dir) / "tflite"
+    if not Path(export_dir).is_dir():
+        raise TfvaeError(f"{export_dir} is not a folder")
+    versions = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+    if version is None:
+        versions = [v for v in versions if any((root / str(v)).glob("decoder*.tflite"))]
+        if not versions:
+            raise TfvaeError(f"{export_dir} has no TFLite decoder (export it with: python cli.py export RUN_DIR --tflite)")
+        version = versions[-1]
+    path = root / str(version)
+    if not path.is_dir():
+        raise TfvaeError(f"{export_dir} has no TFLite version {version} (versions: {versions})")
+    return path
+
+
+def load_decoder(path, num_threads: int = 1):
+    """A LiteRT interpreter for a decoder ``.tflite``.
+
+    Raises:
+        TfvaeError: the file is missing or not a valid TFLite model.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = Path(path)
+    if not path.is_file():
+        raise TfvaeError(f"{path} is missing")
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        if "serving_default" not in interpreter.get_signature_list():
+            raise ValueError("no serving_default signature")
+    except (ValueError, RuntimeError) as exc:
+        raise TfvaeError(f"{path}: not a usable TFLite decoder ({' '.join(str(exc).split())[:160]})") from None
+    return interpreter
+
+
+def decode(interpreter, z: np.ndarray) -> np.ndarray:
+    """Run ``serving_default`` on z float32 [B, D]; returns ``images`` float32 [B, H, W, C].
+
+    A fixed-batch model (``decoder_b1.tflite``) is called once per row.
+    """
+    runner = interpreter.get_signature_runner("serving_default")
+    batch = runner.get_input_details()["z"]["shape_signature"][0]
+    if batch == -1:
+        return runner(z=z.astype(np.float32))["images"]
+    return np.concatenate([runner(z=z[i:i + 1].astype(np.float32))["images"] for i in range(len(z))])
+
+
+def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "float32", version=None):
+    """Draw z ~ N(0, I) with ``numpy.random.default_rng(seed)`` and decode with LiteRT.
+
+    Returns:
+        (images float32 [n, H, W, C] in [0, 1], model card dict).
+
+    Raises:
+        TfvaeError: n < 1, unknown variant, or a missing / corrupt ``.tflite``.
+    """
+    if n < 1:
+        raise TfvaeError(f"-n must be a positive integer, got {n}")
+    if variant not in VARIANTS:
+        raise TfvaeError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    folder = tflite_dir(export_dir, version)
+    card_path = folder / "model_card.json"
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        raise TfvaeError(f"{card_path} is missing or not JSON") from None
+    path = folder / VARIANTS[variant]
+    if not path.is_file():
+        raise TfvaeError(f"{path} is missing (export with --tflite --quantize {variant})"
+                         if variant != "float32" else f"{path} is missing")
+    z = np.random.default_rng(seed).standard_normal((n, int(card["latent_dim"]))).astype(np.float32)
+    return decode(load_decoder(path), z), card
+
+
+def save_generated(export_dir, n, out, seed=0, variant="float32", force=False):
+    """Generate and save a PNG grid; refuses to replace ``out`` unless ``force``."""
+    from . import plots
+
+    out = plots.check_png_out(out, force)
+    images, _ = generate(export_dir, n, seed, variant)
+    return plots.save_square_grid(images, out, title=f"LiteRT {variant} decoder, z ~ N(0, I), seed {seed}")
