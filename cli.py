@@ -277,5 +277,26 @@ def generate(export_dir, num, seed, variant, out, force):
     click.echo(f"written: {save_generated(export_dir, num, out, seed=seed, variant=variant, force=force)}")
 
 
+@cli.command()
+@click.argument("export_dir", type=click.Path())
+@click.option("--port", type=int, default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+def demo(export_dir, port):
+    """Serve the browser demo (LiteRT.js + decoder_b1.tflite) on 127.0.0.1 only.
+
+    Needs LiteRT.js installed once: (cd demo/web && npm ci). Stop with Ctrl-C.
+    """
+    from tfvae.demo import make_server
+
+    server = make_server(export_dir, port)
+    click.echo(f"serving the tfvae demo on http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        server.server_close()
+
+
 if __name__ == "__main__":
     cli()

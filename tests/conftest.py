@@ -5,6 +5,7 @@ they skip with the reason.
 """
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,3 +41,31 @@ def tfds_dir():
 def mnist_idx_dir():
     """The original MNIST IDX files (real data)."""
     return _require(MNIST_IDX / "train-images-idx3-ubyte.gz", "MNIST IDX files").parent
+
+
+def run_cli(*args, env=None, timeout=300):
+    """Run ``python cli.py ARGS`` in a subprocess from the project root."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, tfds_dir):
+    """A briefly trained MNIST model (real data, so quantization sees real weight ranges)."""
+    run_dir = tmp_path_factory.mktemp("export_run") / "run"
+    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 3000, "--validation-size", 500,
+                     "--epochs", 2, "--latent-dim", 8, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def export_dir(run_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exported")
+    result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite",
+                     "--quantize", "float16", "--quantize", "dynamic", "--quantize", "int8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "m"
+
+

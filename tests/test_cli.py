@@ -2,21 +2,12 @@
 ending in one line on stderr, a non-zero exit, no traceback and nothing overwritten."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import run_cli
 from test_data import make_idx_folder
-
-
-def run_cli(*args, env=None, timeout=300):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=ROOT)
 
 
 def assert_one_line_error(result, *fragments):

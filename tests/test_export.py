@@ -11,28 +11,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT
-from test_cli import assert_one_line_error, run_cli
+from conftest import run_cli
+from test_cli import assert_one_line_error
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tfds_dir):
-    """A briefly trained MNIST model (real data, so quantization sees real weight ranges)."""
-    run_dir = tmp_path_factory.mktemp("export_run") / "run"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 3000, "--validation-size", 500,
-                     "--epochs", 2, "--latent-dim", 8, "--run-dir", run_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def export_dir(run_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("exported")
-    result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite",
-                     "--quantize", "float16", "--quantize", "dynamic", "--quantize", "int8")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "m"
 
 
 def tree_digest(folder):

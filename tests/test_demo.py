@@ -1,0 +1,82 @@
+"""The browser demo end to end: `cli.py demo` serves the page on 127.0.0.1, Debian's headless
+Chromium (driven by playwright-core from npm) runs the batch-1 TFLite decoder with LiteRT.js,
+and the canvas must show what Python's LiteRT computes for the same z."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+from test_cli import assert_one_line_error
+
+WEB = ROOT / "demo" / "web"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser_tools():
+    missing = [what for what, ok in (
+        ("node", shutil.which("node")),
+        ("LiteRT.js and playwright-core (cd demo/web && npm ci)", (WEB / "node_modules" / "playwright-core").is_dir()
+         and (WEB / "node_modules" / "@litertjs" / "core").is_dir()),
+        (f"Chromium at {CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists()),
+    ) if not ok]
+    if missing:
+        message = "browser test needs: " + "; ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture()
+def demo_server(export_dir, browser_tools):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "demo", str(export_dir), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    line = proc.stdout.readline()
+    assert "http://127.0.0.1:" in line, line + proc.stderr.read()
+    url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_browser_demo_matches_python_litert(demo_server, export_dir, tmp_path):
+    from tfvae.lite import decode, load_decoder, tflite_dir
+
+    url, _ = demo_server
+    z = np.random.default_rng(11).standard_normal(8).astype(np.float32)
+    screenshot = tmp_path / "demo.png"
+    result = subprocess.run(["node", "test/e2e.mjs", url, json.dumps(z.tolist()), str(screenshot)],
+                            capture_output=True, text=True, cwd=WEB, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    findings = json.loads(result.stdout.strip().splitlines()[-1])
+    assert findings["status"] == "ready", findings
+    assert findings["view_std"] > 10, "the canvas is blank"
+    assert findings["slider_changed_pixels"] > 0, "moving a slider did not change the image"
+    assert findings["strip_std"] > 10, "the interpolation strip is blank"
+    expected = decode(load_decoder(tflite_dir(export_dir) / "decoder_b1.tflite"), z[None])[0]  # [28, 28, 1]
+    decoded = np.asarray(findings["decoded"], dtype=np.float32).reshape(expected.shape)
+    assert np.abs(decoded - expected).max() <= 1 / 255
+    canvas = np.asarray(findings["raw_pixels"], dtype=np.float32).reshape(28, 28, 4)[..., 0:1] / 255
+    print("max |canvas − Python LiteRT| =", float(np.abs(canvas - expected).max()))
+    assert np.abs(canvas - expected).max() <= 1 / 255
+    assert screenshot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_bad_input(tmp_path, export_dir):
+    assert_one_line_error(run_cli("demo", tmp_path), "no TFLite decoder")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        if (WEB / "node_modules" / "@litertjs" / "core").is_dir():
+            assert_one_line_error(run_cli("demo", export_dir, "--port", port), f"--port {port}")
