@@ -29,18 +29,12 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    from tfvae.quiet import native_output_silenced
+
+    with native_output_silenced():
         import tensorflow as tf
 
         tf.constant(0.0) + 1.0  # device initialisation happens here
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 class OneLineErrors(click.Group):

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -39,6 +40,7 @@ from . import __version__
 from . import distributions as dist
 from .config import atomic_write_text
 from .errors import TfvaeError
+from .quiet import native_output_silenced
 from .rundir import load_model
 
 QUANTIZATIONS = ("float16", "dynamic", "int8")
@@ -117,7 +119,11 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif quantization is not None:
         raise TfvaeError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    return converter.convert()
+    with warnings.catch_warnings(), native_output_silenced(fds=(1, 2)):
+        # The calibrator uses the deprecated tf.lite.Interpreter internally and prints its
+        # own progress; neither is news to the user.
+        warnings.simplefilter("ignore", UserWarning)
+        return converter.convert()
 
 
 def next_version(export_dir: Path) -> int:

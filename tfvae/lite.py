@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TfvaeError
+from .quiet import native_output_silenced
 
 VARIANTS = {"float32": "decoder.tflite", "float16": "decoder_float16.tflite",
             "dynamic": "decoder_dynamic.tflite", "int8": "decoder_int8.tflite"}
@@ -51,7 +52,9 @@ def load_decoder(path, num_threads: int = 1):
     if not path.is_file():
         raise TfvaeError(f"{path} is missing")
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        with native_output_silenced():  # LiteRT's "Created XNNPACK delegate" INFO line
+            interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            interpreter.allocate_tensors()
         if "serving_default" not in interpreter.get_signature_list():
             raise ValueError("no serving_default signature")
     except (ValueError, RuntimeError) as exc:

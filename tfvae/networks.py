@@ -129,3 +129,26 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
         if cfg.sigma == "learned":
             outputs["scale"] = PixelScale(shape, name="scale")(z)
     return keras.Model(z, outputs, name="decoder")
+
+
+def count_flops(model: keras.Model) -> int:
+    """Floating-point operations for one sample, counted from the layer shapes.
+
+    A multiply-add counts as 2: Dense 2·in·out; Conv2D 2·H_out·W_out·k_h·k_w·C_in·C_out;
+    Conv2DTranspose 2·H_in·W_in·k_h·k_w·C_in·C_out (each input pixel scatters a kernel).
+    Biases, activations and reshapes are ignored (they are O(outputs), not O(weights)).
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
+            kh, kw = layer.kernel_size
+            if isinstance(layer, layers.Conv2DTranspose):
+                h, w, c_in = layer.input.shape[1:]
+                c_out = layer.filters
+            else:
+                h, w, c_out = layer.output.shape[1:]
+                c_in = layer.input.shape[-1]
+            total += 2 * h * w * kh * kw * c_in * c_out
+    return int(total)

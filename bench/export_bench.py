@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Benchmark the exported decoders: LiteRT (each TFLite variant) against the SavedModel.
+
+    python bench/export_bench.py exported/NAME [--calls 200] [--version V]
+
+For each variant: file size, single-sample latency on one thread (median of --calls
+calls), batch-64 throughput; the same for the SavedModel's ``serving_default`` called from
+TensorFlow (also on one thread) in the same run, and the ratios. It also prints the
+decoder's FLOPs per sample (from the layer shapes) and the GFLOP/s each runtime achieves
+against one core's float32 peak, measured here with a large matrix multiply on one
+thread. A benchmark, not a test: nothing is asserted; the goals are printed beside the
+figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def median_seconds(fn, calls: int, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def litert_runner(path: Path, batch: int, latent_dim: int):
+    """A zero-argument callable running ``serving_default`` once on a fixed z [batch, D]."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfvae.quiet import native_output_silenced
+
+    with native_output_silenced():
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        runner = interpreter.get_signature_runner("serving_default")
+        shape = runner.get_input_details()["z"]["shape_signature"]
+        if shape[0] != -1 and shape[0] != batch:
+            return None  # a fixed-batch model cannot run this batch
+        z = np.random.default_rng(0).standard_normal((batch, latent_dim)).astype(np.float32)
+        runner(z=z)  # resizes and allocates once
+    return lambda: runner(z=z)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("--calls", type=int, default=200, help="timed calls per figure (median)")
+    parser.add_argument("--version", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    from tfvae.lite import tflite_dir
+    from tfvae.quiet import native_output_silenced
+
+    folder = tflite_dir(args.export_dir, args.version)
+    card = json.loads((folder / "model_card.json").read_text())
+    version = card["version"]
+    d = card["latent_dim"]
+
+    with native_output_silenced():
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.constant(0.0) + 1.0
+
+    from tfvae.config import RunConfig
+    from tfvae.networks import build_decoder, count_flops
+
+    cfg = RunConfig.from_dict(card["config"]).resolved()
+    flops = count_flops(build_decoder(cfg.model))
+
+    # One core's float32 peak: a 2048² matrix multiply on one thread, best of 5.
+    n = 2048
+    a = tf.random.normal((n, n))
+    matmul = tf.function(lambda: tf.matmul(a, a))
+    matmul()
+    peak = 2 * n**3 / min(median_seconds(lambda: matmul().numpy(), 1, warmup=0) for _ in range(5)) / 1e9
+
+    saved = tf.saved_model.load(str(Path(args.export_dir) / "decoder" / str(version))).signatures["serving_default"]
+    z1 = tf.constant(np.random.default_rng(0).standard_normal((1, d)).astype(np.float32))
+    z64 = tf.constant(np.random.default_rng(0).standard_normal((64, d)).astype(np.float32))
+    ref_latency = median_seconds(lambda: saved(z=z1)["images"].numpy(), args.calls)
+    ref_batch = median_seconds(lambda: saved(z=z64)["images"].numpy(), max(20, args.calls // 10))
+
+    print(f"export {args.export_dir} version {version}: latent {d}, decoder {flops / 1e6:.2f} MFLOP per sample")
+    print(f"one-core float32 peak (2048² matmul, 1 thread): {peak:.1f} GFLOP/s")
+    print()
+    header = (f"{'runtime / variant':<26}{'size':>11}{'1-sample ms':>13}{'vs SM':>8}{'GFLOP/s':>9}{'% peak':>8}"
+              f"{'batch-64 img/s':>16}{'vs SM':>8}")
+    print(header)
+    print("-" * len(header))
+    ref_tput = 64 / ref_batch
+    print(f"{'SavedModel (TF)':<26}{'':>11}{ref_latency * 1e3:>13.3f}{1.0:>8.2f}{flops / ref_latency / 1e9:>9.2f}"
+          f"{100 * flops / ref_latency / 1e9 / peak:>7.1f}%{ref_tput:>16.0f}{1.0:>8.2f}")
+    size32 = None
+    for name in ("decoder", "decoder_b1", "decoder_float16", "decoder_dynamic", "decoder_int8"):
+        path = folder / f"{name}.tflite"
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        size32 = size32 or size
+        one = litert_runner(path, 1, d)
+        latency = median_seconds(one, args.calls)
+        many = litert_runner(path, 64, d)
+        tput = 64 / median_seconds(many, max(20, args.calls // 10)) if many else float("nan")
+        gflops = flops / latency / 1e9
+        print(f"{'LiteRT ' + name:<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
+              f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{tput:>16.0f}{tput / ref_tput:>8.2f}"
+              f"   size {size / size32:.0%} of float32")
+    print()
+    print("Goals: LiteRT float32 1-sample latency <= SavedModel's (ratio 'vs SM' <= 1) and >= 50% of the "
+          "one-core peak; float16 file <= 55% and int8 file <= 30% of the float32 one.")
+
+
+if __name__ == "__main__":
+    main()
