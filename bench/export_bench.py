@@ -117,10 +117,14 @@ def main(argv=None) -> None:
         one = litert_runner(path, 1, d)
         latency = median_seconds(one, args.calls)
         many = litert_runner(path, 64, d)
-        tput = 64 / median_seconds(many, max(20, args.calls // 10)) if many else float("nan")
+        if many:
+            tput = 64 / median_seconds(many, max(20, args.calls // 10))
+            batch = f"{tput:>16.0f}{tput / ref_tput:>8.2f}"
+        else:
+            batch = f"{'n/a (batch 1)':>16}{'':>8}"
         gflops = flops / latency / 1e9
         print(f"{'LiteRT ' + name:<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
-              f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{tput:>16.0f}{tput / ref_tput:>8.2f}"
+              f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{batch}"
               f"   size {size / size32:.0%} of float32")
     print()
     print("Goals: LiteRT float32 1-sample latency <= SavedModel's (ratio 'vs SM' <= 1) and >= 50% of the "
