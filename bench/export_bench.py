@@ -56,11 +56,36 @@ def litert_runner(path: Path, batch: int, latent_dim: int):
     return lambda: runner(z=z)
 
 
+def shape_sweep(cfg, peak: float, calls: int) -> None:
+    """Batch-1 LiteRT float32 latency and % of peak for decoders of other widths (random weights)."""
+    import tempfile
+
+    from tfvae.export import _decoder_archive, convert_tflite
+    from tfvae.models import build_model
+    from tfvae.networks import count_flops
+
+    print()
+    print("batch-1 LiteRT float32, other decoder shapes (random weights):")
+    for hidden, filters in ([512], [32, 64]), ([256], [32, 64]), ([128], [32, 64]), ([64], [32, 64]), \
+            ([256], [64, 64]), ([128], [64, 128]):
+        model_cfg = type(cfg.model)(**{**cfg.model.__dict__, "hidden_units": hidden, "conv_filters": filters})
+        model = build_model(model_cfg)
+        with tempfile.TemporaryDirectory() as tmp:
+            _decoder_archive(model).write_out(tmp + "/sm", verbose=False)
+            (Path(tmp) / "d.tflite").write_bytes(convert_tflite(tmp + "/sm"))
+            latency = median_seconds(litert_runner(Path(tmp) / "d.tflite", 1, model_cfg.latent_dim), calls)
+        flops = count_flops(model.decoder)
+        print(f"  dense {str(hidden):<6} filters {str(filters):<10} {flops / 1e6:5.2f} MFLOP  "
+              f"{latency * 1e3:.3f} ms  {flops / latency / 1e9:6.1f} GFLOP/s  {100 * flops / latency / 1e9 / peak:4.1f}% of peak")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--calls", type=int, default=200, help="timed calls per figure (median)")
     parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--shape-sweep", action="store_true",
+                        help="also time batch-1 LiteRT float32 decoders of six other shapes (random weights)")
     args = parser.parse_args(argv)
 
     from tfvae.lite import tflite_dir
@@ -126,6 +151,8 @@ def main(argv=None) -> None:
         print(f"{'LiteRT ' + name:<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
               f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{batch}"
               f"   size {size / size32:.0%} of float32")
+    if args.shape_sweep:
+        shape_sweep(cfg, peak, args.calls)
     print()
     print("Goals: LiteRT float32 1-sample latency <= SavedModel's (ratio 'vs SM' <= 1) and >= 50% of the "
           "one-core peak; float16 file <= 55% and int8 file <= 30% of the float32 one.")
