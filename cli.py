@@ -138,14 +138,26 @@ def cli():
 @click.option("--seed", type=int, default=D_TRAIN.seed, show_default=True,
               help="Seed of initialisation, shuffling, binarization and z noise.")
 @click.option("--jit/--no-jit", default=D_TRAIN.jit, show_default=True, help="Compile the steps with XLA.")
+@click.option("--deterministic", is_flag=True,
+              help="TensorFlow op determinism: the same seed gives bit-identical weights (slower).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
+              show_default=True,
+              help="tf.distribute strategy: one device; MirroredStrategy over local GPUs (or --devices); "
+                   "MultiWorkerMirroredStrategy configured by TF_CONFIG. --batch-size is the global batch.")
+@click.option("--devices", default=None, help="Comma-separated devices for --strategy mirrored, e.g. /gpu:0,/gpu:1.")
 @click.option("--run-dir", type=click.Path(), default=None,
               help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")
+@click.option("--resume", "resume_dir", type=click.Path(), default=None,
+              help="Continue the interrupted run in this folder from its last completed epoch, with its own "
+                   "config.json (the model and data options above are then ignored).")
 def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, arch, latent_dim,
           likelihood, sigma, hidden_units, conv_filters, beta, kl_warmup_epochs, mc_samples, epochs, batch_size,
-          learning_rate, seed, jit, run_dir):
-    """Train a VAE and write a run directory.
+          learning_rate, seed, jit, deterministic, strategy, devices, run_dir, resume_dir):
+    """Train a VAE and write a run directory (or continue one with --resume).
 
-    The run directory holds config.json, checkpoints/ (best and last weights),
+    Ctrl-C stops after the current epoch's checkpoint (continue with --resume); a
+    second Ctrl-C stops at once. A loss that becomes NaN or Inf stops training with
+    exit status 3, keeping the last good checkpoint. The run directory holds config.json, checkpoints/ (best and last weights),
     metrics.csv (a row per epoch: −ELBO, reconstruction and KL in nats per image, for
     train and validation), summary.json and figures/ (reconstructions.png,
     samples.png, loss.png).
@@ -158,11 +170,23 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
         train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, beta=beta,
                           kl_warmup_epochs=kl_warmup_epochs, mc_samples=mc_samples, jit=jit, seed=seed),
     )
-    cfg.resolved().validate()  # fail on bad options before TensorFlow starts
+    device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    if device_list and strategy != "mirrored":
+        raise TfvaeError("--devices needs --strategy mirrored")
+    if resume_dir is not None:
+        from tfvae.rundir import read_config
+
+        if run_dir is not None:
+            raise TfvaeError("--resume and --run-dir exclude each other: --resume names the run to continue")
+        read_config(resume_dir)  # "not a run" fails before TensorFlow starts
+    else:
+        cfg.resolved().validate()  # fail on bad options before TensorFlow starts
     _quiet_tensorflow()
     from tfvae.train import train as run_training
 
-    summary = run_training(cfg, run_dir, command_line=" ".join(["python", "cli.py"] + sys.argv[1:]))
+    summary = run_training(cfg, resume_dir or run_dir, command_line=" ".join(["python", "cli.py"] + sys.argv[1:]),
+                           resume=resume_dir is not None, strategy=strategy, devices=device_list,
+                           deterministic=deterministic)
     click.echo(f"run directory: {summary['run_dir']}")
     click.echo(f"best validation −ELBO {summary['best_val_neg_elbo']:.2f} nats/image; "
                f"{summary['seconds_per_epoch']:.1f} s/epoch, {summary['train_images_per_second']:.0f} images/s, "

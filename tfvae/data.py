@@ -304,7 +304,7 @@ def binarize_fixed(images: np.ndarray, mode: str, seed: int) -> np.ndarray:
     raise ValueError(f"unknown binarization {mode!r}")
 
 
-def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):
+def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, noise_shape=None):
     """``tf.data`` pipeline over training images: cache, shuffle, batch, binarize, prefetch.
 
     Under ``dynamic`` binarization each batch gets a fresh stateless seed from
@@ -313,9 +313,12 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):
 
     Args:
         images: uint8 [N, H, W, C].
+        noise_shape: (S, D) to also yield standard-normal noise eps [B, S, D] for the
+            reparameterized samples, drawn here (outside the model) so that every image's
+            noise is independent of how a batch is split across devices.
 
     Returns:
-        ``tf.data.Dataset`` of float32 batches [B, H, W, C] in [0, 1].
+        ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], or (x, eps).
     """
     import tensorflow as tf
 
@@ -325,12 +328,15 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):
 
     def prepare(batch, pair):
         x = tf.cast(batch, tf.float32) / 255.0
+        binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
         if mode == "dynamic":
-            u = tf.random.stateless_uniform(tf.shape(x), seed=pair)
-            return tf.cast(u < x, tf.float32)
-        if mode == "static":
-            return tf.cast(x > 0.5, tf.float32)
-        return x
+            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=binarize_seed) < x, tf.float32)
+        elif mode == "static":
+            x = tf.cast(x > 0.5, tf.float32)
+        if noise_shape is None:
+            return x
+        shape = tf.concat([tf.shape(x)[:1], tf.constant(noise_shape, tf.int32)], 0)
+        return x, tf.random.stateless_normal(shape, seed=noise_seed)
 
     return tf.data.Dataset.zip((ds, seeds)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -99,11 +99,20 @@ class VAE(keras.Model):
         step = tf.cast(self.optimizer.iterations + 1, tf.float32)
         return self.beta * tf.minimum(1.0, step / float(self.kl_warmup_steps))
 
-    def elbo_terms(self, x, training=False, samples=None):
-        """(reconstruction, kl) per image, float32 [B] each, in nats (see objectives.elbo_terms)."""
+    def elbo_terms(self, x, training=False, samples=None, eps=None):
+        """(reconstruction, kl) per image, float32 [B] each, in nats (see objectives.elbo_terms).
+
+        ``eps`` [B, S, D]: standard-normal noise per image (the training pipeline supplies
+        it, so each image's noise is the same whichever device or replica it lands on);
+        when None, S = ``samples`` (default ``mc_samples``) draws come from the model's
+        seed generator.
+        """
         q = self.posterior(x, training=training)
-        s = self.mc_samples if samples is None else samples
-        eps = keras.random.normal((s, tf.shape(x)[0], self.latent_dim), seed=self.seed_generator)
+        if eps is None:
+            s = self.mc_samples if samples is None else samples
+            eps = keras.random.normal((s, tf.shape(x)[0], self.latent_dim), seed=self.seed_generator)
+        else:
+            eps = tf.transpose(eps, [1, 0, 2])  # [S, B, D]
         return elbo_terms(x, q, self.prior(), lambda z: self.likelihood(z, training=training), eps)
 
     def _update(self, loss, reconstruction, kl, weight):
@@ -114,9 +123,9 @@ class VAE(keras.Model):
         return {name: t.result() for name, t in self.trackers.items()}
 
     def train_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
+        x, eps = data if isinstance(data, (tuple, list)) else (data, None)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self.elbo_terms(x, training=True)
+            reconstruction, kl = self.elbo_terms(x, training=True, eps=eps)
             reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
             weight = self.kl_weight()
             loss = reconstruction + weight * kl

@@ -1,15 +1,17 @@
 """Training: data -> VAE -> ``model.fit`` with Keras callbacks -> a run directory.
 
-Callbacks are Keras's own: ``CSVLogger`` (metrics.csv), ``ModelCheckpoint`` (best and
-last weights), ``TerminateOnNaN``; plus :class:`EpochTimer`, which adds the seconds and
-training images per second of each epoch to the logged metrics.
+Callbacks: Keras's ``CSVLogger`` (metrics.csv) and ``BackupAndRestore`` (resumable
+state: weights, optimizer, epoch), plus those of ``callbacks.py`` (timings, atomic
+best/last weights, stop on NaN/Inf, a Ctrl-C that waits for the epoch's backup).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,37 +24,12 @@ from . import __version__, plots
 from .config import RunConfig, atomic_write_text
 from .data import binarize_fixed, heldout_pipeline, load_dataset, train_pipeline
 from .errors import TfvaeError
+from .callbacks import AtomicCheckpoint, EpochTimer, FiniteBackupAndRestore, GracefulInterrupt, StopOnNonFinite
 from .models import build_model
 from .rundir import checkpoint_path, new_run_dir
 from .sample import sample_means
 
 FIGURE_IMAGES = 16  # test images shown in reconstructions.png
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_seconds`` (training and validation) and ``train_images_per_second``
-    (training steps only) to each epoch's logs, before CSVLogger writes them."""
-
-    def __init__(self, n_train: int):
-        super().__init__()
-        self.n_train = n_train
-        self.history = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._train_end = None
-
-    def on_test_begin(self, logs=None):
-        if self._train_end is None:
-            self._train_end = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        end = time.perf_counter()
-        train_seconds = (self._train_end or end) - self._start
-        if logs is not None:
-            logs["epoch_seconds"] = end - self._start
-            logs["train_images_per_second"] = self.n_train / train_seconds
-        self.history.append((end - self._start, train_seconds))
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -61,89 +38,200 @@ def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.data.dataset}-{cfg.model.arch}-z{cfg.model.latent_dim}-{stamp}"
 
 
-def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None) -> dict:
-    """Train a VAE and write its run directory.
+STRATEGIES = ("default", "mirrored", "multiworker")
 
-    Args:
-        cfg: run configuration (validated here).
-        run_dir: output folder, which must not exist; default :func:`default_run_dir`.
-        verbose: Keras ``fit`` verbosity (``"auto"``: a progress bar).
-        command_line: recorded in ``config.json``.
 
-    Returns:
-        Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of ``fit``),
-        ``seconds_per_epoch`` and ``train_images_per_second`` (medians over epochs),
-        ``best_val_neg_elbo`` (nats per image).
+class Interrupted(TfvaeError):
+    """Ctrl-C stopped training after an epoch's backup; exit status 130."""
+
+    exit_code = 130
+
+
+class TrainingDiverged(TfvaeError):
+    """The loss became NaN or Inf; exit status 3."""
+
+    exit_code = 3
+
+
+def make_strategy(name: str, devices=None):
+    """The ``tf.distribute`` strategy for ``--strategy``.
+
+    * ``default``: one device (TensorFlow's default strategy).
+    * ``mirrored``: ``MirroredStrategy`` over all local GPUs, or ``devices``
+      (e.g. ``["/gpu:0", "/gpu:1"]``); synchronous data parallelism in one process.
+    * ``multiworker``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``
+      (one process per machine, each running the same command).
 
     Raises:
-        TfvaeError: bad configuration, missing data, or an existing run directory.
+        TfvaeError: unknown name, or devices given without ``mirrored``.
     """
+    if name not in STRATEGIES:
+        raise TfvaeError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if devices and name != "mirrored":
+        raise TfvaeError("--devices needs --strategy mirrored")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _completed_epochs(run_dir: Path) -> int:
+    """Epochs saved in the run's BackupAndRestore state (0 when there is none)."""
+    path = run_dir / "backup" / "training_metadata.json"
+    try:
+        return int(json.loads(path.read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _truncate_metrics(path: Path, epochs: int) -> float:
+    """Keep the header and the rows of epochs < ``epochs`` (a resumed run rewrites the
+    rest); return the best ``val_neg_elbo`` among the kept rows."""
+    if not path.is_file():
+        return math.inf
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return math.inf
+    header, body = rows[0], [r for r in rows[1:] if r and int(r[0]) < epochs]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([header] + body)
+    col = header.index("val_neg_elbo") if "val_neg_elbo" in header else None
+    values = [float(r[col]) for r in body if col is not None and r[col] not in ("", "nan")]
+    return min(values, default=math.inf)
+
+
+def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
+          strategy: str = "default", devices=None, deterministic: bool = False) -> dict:
+    """Train a VAE and write (or, with ``resume``, continue) its run directory.
+
+    Args:
+        cfg: run configuration (validated here); ignored when resuming, where the run's
+            own ``config.json`` is used.
+        run_dir: output folder, which must not exist (default :func:`default_run_dir`);
+            with ``resume``, the interrupted run.
+        verbose: Keras ``fit`` verbosity (``"auto"``: a progress bar).
+        command_line: recorded in ``config.json``.
+        resume: continue from the last completed epoch (Keras ``BackupAndRestore``:
+            weights, optimizer state and epoch counter); ``metrics.csv`` keeps one row per
+            epoch.
+        strategy, devices: see :func:`make_strategy`; ``batch_size`` is the global batch.
+        deterministic: TensorFlow op determinism, so two runs with the same seed give
+            bit-identical weights on the same machine.
+
+    Returns:
+        Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of this ``fit``),
+        ``seconds_per_epoch`` and ``train_images_per_second`` (medians over this call's
+        epochs), ``best_val_neg_elbo`` (nats per image), ``interrupted``.
+
+    Raises:
+        TfvaeError: bad configuration, missing data, an existing run directory, or (with
+            ``resume``) a folder that is not an unfinished run.
+        TrainingDiverged: the loss became NaN or Inf.
+    """
+    if resume:
+        from .rundir import read_config
+
+        if run_dir is None:
+            raise TfvaeError("--resume needs the run directory")
+        run_dir = Path(run_dir)
+        cfg = read_config(run_dir)
+        if (run_dir / "summary.json").is_file():
+            raise TfvaeError(f"--resume {run_dir}: the run already finished all {cfg.train.epochs} epochs")
     cfg = cfg.resolved()
     cfg.validate()
-    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
-    if run_dir.exists():  # checked before the data loads, and again when it is created
-        raise TfvaeError(f"--run-dir {run_dir} already exists; choose a new --run-dir (runs are never overwritten)")
-
-    data = load_dataset(cfg.data)
-    cfg.model.image_shape = list(data.image_shape)
-    cfg.meta.update({
-        "class_names": data.class_names,
-        "num_train": int(len(data.train)),
-        "num_validation": int(len(data.validation)),
-        "num_test": None if data.test is None else int(len(data.test)),
-        "tfvae_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "python_version": platform.python_version(),
-        "command_line": command_line or " ".join(sys.argv),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    if not resume:
+        run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
+        if run_dir.exists():  # checked before the data loads, and again when it is created
+            raise TfvaeError(f"--run-dir {run_dir} already exists; choose a new --run-dir (runs are never overwritten)")
     if cfg.data.validation_size == 0:
         raise TfvaeError("--validation-size must be at least 1 (validation −ELBO picks the best checkpoint)")
-
-    run_dir = new_run_dir(run_dir)
-    cfg.save(run_dir / "config.json")
-
+    distribution = make_strategy(strategy, devices)
     t = cfg.train
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    data = load_dataset(cfg.data)
+    if not resume:
+        cfg.model.image_shape = list(data.image_shape)
+        cfg.meta.update({
+            "class_names": data.class_names,
+            "num_train": int(len(data.train)),
+            "num_validation": int(len(data.validation)),
+            "num_test": None if data.test is None else int(len(data.test)),
+            "seed": t.seed,
+            "deterministic": bool(deterministic),
+            "strategy": strategy,
+            "tfvae_version": __version__,
+            "tensorflow_version": tf.__version__,
+            "keras_version": keras.__version__,
+            "python_version": platform.python_version(),
+            "command_line": command_line or " ".join(sys.argv),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })
+        run_dir = new_run_dir(run_dir)
+        cfg.save(run_dir / "config.json")
+        start_epoch, best_so_far = 0, math.inf
+    else:
+        if list(data.image_shape) != list(cfg.model.image_shape):
+            raise TfvaeError(f"--resume {run_dir}: the data now has shape {data.image_shape}, "
+                             f"the run was trained on {tuple(cfg.model.image_shape)}")
+        start_epoch = _completed_epochs(run_dir)
+        best_so_far = _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+
     keras.utils.set_random_seed(t.seed)
     steps_per_epoch = math.ceil(len(data.train) / t.batch_size)
-    model = build_model(cfg.model, beta=t.beta, kl_warmup_steps=t.kl_warmup_epochs * steps_per_epoch,
-                        mc_samples=t.mc_samples, seed=t.seed)
-    model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), jit_compile=bool(t.jit))
+    with distribution.scope():
+        model = build_model(cfg.model, beta=t.beta, kl_warmup_steps=t.kl_warmup_epochs * steps_per_epoch,
+                            mc_samples=t.mc_samples, seed=t.seed)
+        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), jit_compile=bool(t.jit))
 
-    train_ds = train_pipeline(data.train, t.batch_size, cfg.data.binarization, t.seed)
+    train_ds = train_pipeline(data.train, t.batch_size, cfg.data.binarization, t.seed,
+                              noise_shape=(t.mc_samples, cfg.model.latent_dim))
     val_ds = heldout_pipeline(data.validation, max(t.batch_size, 500), cfg.data.binarization, cfg.data.binarization_seed)
-    timer = EpochTimer(len(data.train))
+    timer, nonfinite, interrupt = EpochTimer(len(data.train)), StopOnNonFinite(), GracefulInterrupt()
     callbacks = [
         timer,  # first, so the seconds it adds reach CSVLogger
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(run_dir / "metrics.csv")),
-        keras.callbacks.ModelCheckpoint(str(checkpoint_path(run_dir, "last")), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(str(checkpoint_path(run_dir, "best")), save_weights_only=True,
-                                        monitor="val_neg_elbo", mode="min", save_best_only=True),
+        nonfinite,
+        keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=start_epoch > 0),
+        AtomicCheckpoint(run_dir / "checkpoints", best_so_far=best_so_far),
+        # After the CSV row, so a kill between the two repeats the row (trimmed on resume)
+        # rather than losing it.
+        FiniteBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
+        interrupt,  # last: stops only after the epoch's checkpoint and backup
     ]
     start = time.perf_counter()
     history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks,
                         verbose=verbose, shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - start
 
-    val = history.history.get("val_neg_elbo", [])
-    if not val or not np.all(np.isfinite(history.history.get("loss", [np.nan]))):
-        raise TfvaeError(f"training stopped: the loss became NaN or Inf (see {run_dir / 'metrics.csv'}); "
-                         "try a lower --learning-rate")
+    if nonfinite.where is not None:
+        epoch, step = nonfinite.where
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or Inf at epoch {epoch}, step {step}; likely causes: "
+            f"--learning-rate {t.learning_rate:g} too high, or a too small likelihood scale (--sigma / scale floor); "
+            f"the last good weights are in {run_dir / 'checkpoints'}")
+    if interrupt.interrupted:
+        done = _completed_epochs(run_dir)
+        raise Interrupted(f"interrupted after epoch {done} of {t.epochs}; continue with: "
+                         f"python cli.py train --resume {run_dir}")
 
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # finished: nothing left to resume
     # Pictures use the weights with the best validation −ELBO, as evaluate does.
     model.load_weights(str(checkpoint_path(run_dir, "best")))
     write_figures(model, cfg, data, run_dir)
-
+    val = history.history.get("val_neg_elbo", [])
     summary = {
         "run_dir": str(run_dir),
-        "epochs": len(val),
+        "epochs": t.epochs,
+        "resumed_from_epoch": start_epoch,
         "seconds": seconds,
-        "seconds_per_epoch": float(np.median([e for e, _ in timer.history])),
-        "train_images_per_second": float(np.median([len(data.train) / s for _, s in timer.history])),
-        "best_val_neg_elbo": float(np.min(val)),
-        "final_val_neg_elbo": float(val[-1]),
+        "seconds_per_epoch": float(np.median([e for e, _ in timer.history])) if timer.history else None,
+        "train_images_per_second": float(np.median([len(data.train) / s for _, s in timer.history]))
+        if timer.history else None,
+        "best_val_neg_elbo": float(min([best_so_far] + list(val))),
+        "final_val_neg_elbo": float(val[-1]) if val else None,
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
