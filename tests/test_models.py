@@ -56,7 +56,7 @@ def test_train_steps_lower_the_loss_and_warmup_ramps_the_kl_weight():
     images = prototypes[rng.integers(0, 4, 256)].astype(np.uint8)
     model = build_model(model_config("mlp", "bernoulli", 0.1, (12, 12, 1)), kl_warmup_steps=40, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
-    history = model.fit(train_pipeline(images, 32, "static", 0), epochs=5, verbose=0).history
+    history = model.fit(train_pipeline(images, 32, "static", 0), steps_per_epoch=8, epochs=5, verbose=0).history
     assert history["loss"][-1] < 0.7 * history["loss"][0]
     # 8 steps per epoch, warm-up over 40 steps: the weight reaches β = 1 in epoch 5.
     assert history["kl_weight"][0] < 0.15 and history["kl_weight"][-1] > 0.9
@@ -80,7 +80,7 @@ def test_short_real_mnist_training_lowers_validation_loss(tfds_dir):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     val = heldout_pipeline(data.validation, 500, "dynamic", 0)
     before = model.evaluate(val, verbose=0, return_dict=True)["neg_elbo"]
-    history = model.fit(train_pipeline(data.train, 128, "dynamic", 0), validation_data=val, epochs=5,
+    history = model.fit(train_pipeline(data.train, 128, "dynamic", 0), steps_per_epoch=63, validation_data=val, epochs=5,
                         verbose=0).history  # 315 steps
     after = history["val_neg_elbo"]
     assert after[-1] < after[0] < before

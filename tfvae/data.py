@@ -304,41 +304,55 @@ def binarize_fixed(images: np.ndarray, mode: str, seed: int) -> np.ndarray:
     raise ValueError(f"unknown binarization {mode!r}")
 
 
-def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, noise_shape=None):
-    """``tf.data`` pipeline over training images: cache, shuffle, batch, binarize, prefetch.
+def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, noise_shape=None,
+                   start_epoch: int = 0):
+    """Endless ``tf.data`` pipeline over training images: shuffle, binarize, batch, prefetch.
+    Pass ``steps_per_epoch = ceil(N / batch_size)`` to ``fit``.
 
-    Under ``dynamic`` binarization each batch gets a fresh stateless seed from
-    ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``, so every epoch
-    sees new binary images while the whole run stays reproducible from ``seed``.
+    Every random choice is stateless and keyed by the seed: epoch e visits the images in
+    the order ``stateless_shuffle(range(N), seed=(seed, e))``, and image i in epoch e is
+    binarized and gets its noise from the seed pair (seed, e·N + i). So every epoch is one
+    pass in a new order with new binary images, the run is reproducible from ``seed``, a
+    run resumed at ``start_epoch`` sees exactly what the uninterrupted run saw, and
+    tf.distribute's re-batching per replica (which rewrites the pipeline's batch size)
+    changes nothing an image sees.
 
     Args:
         images: uint8 [N, H, W, C].
         noise_shape: (S, D) to also yield standard-normal noise eps [B, S, D] for the
             reparameterized samples, drawn here (outside the model) so that every image's
             noise is independent of how a batch is split across devices.
+        start_epoch: first epoch of the stream (for resuming).
 
     Returns:
-        ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], or (x, eps).
+        Endless ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], or (x, eps);
+        an epoch's last batch is smaller when B does not divide N.
     """
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(images).cache()
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    n = len(images)
+    pixels = tf.constant(images)
+    seed64 = tf.constant(seed, tf.int64)
 
-    def prepare(batch, pair):
-        x = tf.cast(batch, tf.float32) / 255.0
-        binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(pair, 2))
+    def prepare(index, epoch):
+        x = tf.cast(tf.gather(pixels, index), tf.float32) / 255.0
+        key = tf.stack([seed64, epoch * n + index])
+        binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
         if mode == "dynamic":
             x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=binarize_seed) < x, tf.float32)
         elif mode == "static":
             x = tf.cast(x > 0.5, tf.float32)
         if noise_shape is None:
             return x
-        shape = tf.concat([tf.shape(x)[:1], tf.constant(noise_shape, tf.int32)], 0)
-        return x, tf.random.stateless_normal(shape, seed=noise_seed)
+        return x, tf.random.stateless_normal(noise_shape, seed=noise_seed)
 
-    return tf.data.Dataset.zip((ds, seeds)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        ds = ds.map(lambda i: prepare(i, epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.batch(batch_size)
+
+    return tf.data.Dataset.counter(start=start_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def heldout_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):

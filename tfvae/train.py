@@ -188,7 +188,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), jit_compile=bool(t.jit))
 
     train_ds = train_pipeline(data.train, t.batch_size, cfg.data.binarization, t.seed,
-                              noise_shape=(t.mc_samples, cfg.model.latent_dim))
+                              noise_shape=(t.mc_samples, cfg.model.latent_dim), start_epoch=start_epoch)
     val_ds = heldout_pipeline(data.validation, max(t.batch_size, 500), cfg.data.binarization, cfg.data.binarization_seed)
     timer, nonfinite, interrupt = EpochTimer(len(data.train)), StopOnNonFinite(), GracefulInterrupt()
     callbacks = [
@@ -202,7 +202,8 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         interrupt,  # last: stops only after the epoch's checkpoint and backup
     ]
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, callbacks=callbacks,
+    history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds, epochs=t.epochs,
+                        callbacks=callbacks,
                         verbose=verbose, shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - start
 
