@@ -114,3 +114,18 @@ def test_mnist_idx_folder_matches_tfds_mnist(tfds_dir, mnist_idx_dir):
     # Same images, possibly in another order: compare the sorted per-image pixel sums.
     np.testing.assert_array_equal(np.sort(idx.test.reshape(10000, -1).sum(1)),
                                   np.sort(tf_data.test.reshape(10000, -1).sum(1)))
+
+
+def test_corrupt_float_images_are_rejected_with_their_index():
+    from tfvae.data import as_uint8_images
+
+    images = np.random.default_rng(0).random((20, 4, 4, 1)).astype(np.float32)
+    np.testing.assert_array_equal(as_uint8_images(images, "toy", "train"), np.round(images * 255).astype(np.uint8))
+    broken = images.copy()
+    broken[7, 1, 2, 0] = np.nan
+    with pytest.raises(TfvaeError, match=r"dataset 'toy', split train: image 7 has NaN"):
+        as_uint8_images(broken, "toy", "train")
+    broken = images.copy()
+    broken[12] *= 3
+    with pytest.raises(TfvaeError, match=r"image 12 has values in \[.*\], expected \[0, 1\]"):
+        as_uint8_images(broken, "toy", "test")

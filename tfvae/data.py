@@ -87,6 +87,9 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
     if need_test and test is None:
         raise TfvaeError(f"dataset {cfg.dataset!r} has no test split")
 
+    train = as_uint8_images(train, cfg.dataset, "train")
+    if test is not None:
+        test = as_uint8_images(test, cfg.dataset, "test")
     n = len(train)
     if cfg.validation_size >= n:
         raise TfvaeError(f"--validation-size {cfg.validation_size} must be smaller than the training split ({n} images)")
@@ -108,6 +111,33 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
         test_labels=test_labels,
         class_names=class_names,
     )
+
+
+def as_uint8_images(images: np.ndarray, dataset: str, split: str) -> np.ndarray:
+    """Check images and return them as uint8 [N, H, W, C].
+
+    uint8 images pass unchanged. Float images must be finite and lie in [0, 1]; they are
+    scaled by 255 and rounded.
+
+    Raises:
+        TfvaeError: naming the dataset, split and first bad image index, for NaN/Inf
+            pixels, float values outside [0, 1], or another dtype.
+    """
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TfvaeError(f"dataset {dataset!r}, split {split}: expected uint8 or float images, got {images.dtype}")
+    flat = images.reshape(len(images), -1)
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    if bad.size:
+        raise TfvaeError(f"dataset {dataset!r}, split {split}: image {bad[0]} has NaN or Inf pixels "
+                         f"({bad.size} such images)")
+    bad = np.flatnonzero((flat < 0).any(axis=1) | (flat > 1).any(axis=1))
+    if bad.size:
+        i = bad[0]
+        raise TfvaeError(f"dataset {dataset!r}, split {split}: image {i} has values in "
+                         f"[{flat[i].min():g}, {flat[i].max():g}], expected [0, 1] ({bad.size} such images)")
+    return np.round(images * 255).astype(np.uint8)
 
 
 def _load_tfds(name: str, data_dir: Optional[str]):
@@ -158,8 +188,6 @@ def _load_tfds(name: str, data_dir: Optional[str]):
     class_names = []
     if "label" in builder.info.features:
         class_names = list(builder.info.features["label"].names)
-    if train.dtype != np.uint8:
-        raise TfvaeError(f"dataset {name!r}: expected uint8 images, got {train.dtype}")
     return train, train_labels, test, test_labels, class_names
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,16 @@ def check_png_out(out, force: bool = False) -> Path:
 
 def save_square_grid(images, out, title: str) -> Path:
     """Save images [N, H, W, C] as a near-square grid, written to a temporary file and renamed."""
+    from .errors import TfvaeError
+
     out = Path(out)
     tmp = out.with_name(f".{out.stem}.tmp.png")
-    save_image_grid(images, tmp, rows=max(1, round(len(images) ** 0.5)), title=title)
-    tmp.replace(out)
+    try:
+        save_image_grid(images, tmp, rows=max(1, round(len(images) ** 0.5)), title=title)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() and os.access(tmp.parent, os.W_OK) else None
+        raise TfvaeError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
     return out
 
 

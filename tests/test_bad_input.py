@@ -1,0 +1,141 @@
+"""A bad-input battery through the CLI, every command: each case must end with one line
+on stderr, a non-zero exit, no traceback, and no file that existed before changed."""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from test_cli import assert_one_line_error
+from test_data import make_idx_folder
+
+pytestmark = pytest.mark.slow
+
+
+def digest(*folders):
+    out = {}
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def read_only_folder(tmp_path):
+    """A folder this process cannot write into (root ignores permission bits, so use /sys)."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def test_bad_input_battery(run_dir, export_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    exported = tmp_path / "exported"
+    shutil.copytree(export_dir, exported)
+    idx = make_idx_folder(tmp_path / "idx")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    existing_png = tmp_path / "existing.png"
+    existing_png.write_bytes(b"\x89PNG not really")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    ro = read_only_folder(tmp_path)
+
+    def broken_run(name, edit):
+        folder = tmp_path / name
+        shutil.copytree(run_dir, folder)
+        edit(folder)
+        return folder
+
+    config = json.loads((run_dir / "config.json").read_text())
+    unknown_key = broken_run("unknown-key", lambda f: (f / "config.json").write_text(
+        json.dumps({**config, "model": {**config["model"], "depth": 3}})))
+    missing_field = broken_run("missing-field", lambda f: (f / "config.json").write_text(
+        json.dumps({**config, "model": {k: v for k, v in config["model"].items() if k != "image_shape"}})))
+    not_json = broken_run("not-json", lambda f: (f / "config.json").write_text("{ half"))
+
+    def truncate_weights(folder):
+        for p in (folder / "checkpoints").glob("*.h5"):
+            p.write_bytes(p.read_bytes()[:1000])
+
+    truncated_h5 = broken_run("truncated-h5", truncate_weights)
+    truncated_tflite = tmp_path / "truncated-tflite"
+    shutil.copytree(export_dir, truncated_tflite)
+    for p in (truncated_tflite / "tflite").rglob("decoder.tflite"):
+        p.write_bytes(p.read_bytes()[:5000])
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+
+    cases = [
+        # train: types and ranges
+        (["train", "--latent-dim", "abc"], "--latent-dim"),
+        (["train", "--latent-dim", "0"], "--latent-dim"),
+        (["train", "--beta", "-1"], "--beta"),
+        (["train", "--epochs", "0"], "--epochs"),
+        (["train", "--batch-size", "-5"], "--batch-size"),
+        (["train", "--learning-rate", "0"], "--learning-rate"),
+        (["train", "--mc-samples", "0"], "--mc-samples"),
+        (["train", "--kl-warmup-epochs", "-1"], "--kl-warmup-epochs"),
+        (["train", "--validation-size", "-1"], "--validation-size"),
+        (["train", "--sigma", "wide", "--likelihood", "gaussian"], "--sigma"),
+        (["train", "--hidden-units", "64,x"], "--hidden-units"),
+        (["train", "--devices", "/cpu:0"], "--devices"),
+        # train: data and folders
+        (["train", "--dataset", "mnsit"], "mnist"),
+        (["train", "--idx-dir", tmp_path / "missing"], "not a folder"),
+        (["train", "--idx-dir", empty], "train-images"),
+        (["train", "--idx-dir", idx, "--run-dir", run], "already exists"),
+        (["train", "--idx-dir", idx, "--validation-size", 5, "--run-dir", ro / "run"], "cannot create"),
+        (["train", "--idx-dir", idx, "--validation-size", 5, "--run-dir", a_file / "run"], "cannot create"),
+        (["train", "--resume", empty], "config.json"),
+        (["train", "--resume", run], "already finished"),
+        # evaluate
+        (["evaluate", empty], "not a tfvae run directory"),
+        (["evaluate", unknown_key], "unknown key"),
+        (["evaluate", missing_field], "image_shape"),
+        (["evaluate", not_json], "not readable JSON"),
+        (["evaluate", truncated_h5], "cannot load weights"),
+        (["evaluate", run, "--iw-samples", "0"], "--iw-samples"),
+        (["evaluate", run, "--max-examples", "0"], "--max-examples"),
+        # sample
+        (["sample", run, "-n", "0"], "-n"),
+        (["sample", run, "--out", existing_png], "already exists"),
+        (["sample", run, "--out", tmp_path / "missing" / "s.png"], "does not exist"),
+        (["sample", run, "--out", ro / "s.png"], "cannot write"),
+        (["sample", a_file], "not a folder"),
+        # export
+        (["export", tmp_path / "missing"], "not a folder"),
+        (["export", truncated_h5, "--out", tmp_path / "x"], "cannot load weights"),
+        (["export", run, "--quantize", "int8", "--out", tmp_path / "x"], "--tflite"),
+        (["export", run, "--out", a_file], "--out"),
+        (["export", run, "--out", ro], "cannot create"),
+        # generate
+        (["generate", truncated_tflite, "--out", tmp_path / "g.png"], "decoder.tflite"),
+        (["generate", exported, "--variant", "int4", "--out", tmp_path / "g.png"], "--variant"),
+        (["generate", exported, "-n", "-1", "--out", tmp_path / "g.png"], "-n"),
+        (["generate", empty, "--out", tmp_path / "g.png"], "no TFLite decoder"),
+        (["generate", exported, "--out", existing_png], "already exists"),
+        # demo
+        (["demo", empty], "no TFLite decoder"),
+        (["demo", exported, "--port", port], f"--port {port}"),
+        (["demo", exported, "--port", "70000"], "--port"),
+    ]
+    before = digest(tmp_path)
+    for args, fragment in cases:
+        result = run_cli(*args)
+        assert_one_line_error(result, fragment)
+        assert digest(tmp_path) == before, f"{args} changed a file"
+    busy.close()
+    print(f"bad-input battery: {len(cases)} cases, each a one-line error with a non-zero exit and no file changed")
+    assert len(cases) >= 25
