@@ -143,7 +143,8 @@ def cli():
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
               show_default=True,
               help="tf.distribute strategy: one device; MirroredStrategy over local GPUs (or --devices); "
-                   "MultiWorkerMirroredStrategy configured by TF_CONFIG. --batch-size is the global batch.")
+                   "MultiWorkerMirroredStrategy from TF_CONFIG, which Keras 3 fit does not support with several "
+                   "workers (keras-team/keras#20585), so only one worker is accepted. --batch-size is the global batch.")
 @click.option("--devices", default=None, help="Comma-separated devices for --strategy mirrored, e.g. /gpu:0,/gpu:1.")
 @click.option("--run-dir", type=click.Path(), default=None,
               help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")

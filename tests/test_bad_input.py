@@ -139,3 +139,12 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
     busy.close()
     print(f"bad-input battery: {len(cases)} cases, each a one-line error with a non-zero exit and no file changed")
     assert len(cases) >= 25
+
+
+def test_multiworker_with_several_workers_is_refused_plainly(tmp_path):
+    tf_config = json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}})
+    idx = make_idx_folder(tmp_path / "idx")
+    result = run_cli("train", "--idx-dir", idx, "--validation-size", 5, "--strategy", "multiworker",
+                     "--run-dir", tmp_path / "run", env={"TF_CONFIG": tf_config})
+    assert_one_line_error(result, "keras-team/keras#20585")
+    assert not (tmp_path / "run").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -59,8 +60,11 @@ def make_strategy(name: str, devices=None):
     * ``default``: one device (TensorFlow's default strategy).
     * ``mirrored``: ``MirroredStrategy`` over all local GPUs, or ``devices``
       (e.g. ``["/gpu:0", "/gpu:1"]``); synchronous data parallelism in one process.
-    * ``multiworker``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``
-      (one process per machine, each running the same command).
+    * ``multiworker``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``. Keras
+      3's ``fit`` cannot run under it with more than one worker (its steps receive
+      ``PerReplica`` values it cannot convert: keras-team/keras#20585, checked here with
+      two workers on loopback), so a ``TF_CONFIG`` naming several workers is refused;
+      one worker runs as ``default``.
 
     Raises:
         TfvaeError: unknown name, or devices given without ``mirrored``.
@@ -72,6 +76,14 @@ def make_strategy(name: str, devices=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
     if name == "multiworker":
+        try:
+            workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
+        except ValueError:
+            raise TfvaeError("TF_CONFIG is not valid JSON") from None
+        if workers > 1:
+            raise TfvaeError(f"--strategy multiworker: TF_CONFIG names {workers} workers, but Keras 3 fit cannot train "
+                             "under MultiWorkerMirroredStrategy with several workers (keras-team/keras#20585); "
+                             "use --strategy mirrored on one machine")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
