@@ -172,3 +172,20 @@ def test_mirrored_on_two_logical_cpus_matches_one_device():
     print("per-step running loss, default vs mirrored:", default.round(4).tolist(), mirrored.round(4).tolist())
     assert len(default) == len(mirrored) == 8
     np.testing.assert_allclose(mirrored, default, rtol=1e-4)
+
+
+def test_ctrl_c_stops_after_the_epoch_backup_and_resume_finishes(tmp_path, tfds_dir):
+    run_dir = tmp_path / "interrupted"
+    proc = start_cli("train", *SLICE, "--epochs", 4, "--run-dir", run_dir)
+    wait_for(lambda: (run_dir / "backup" / "training_metadata.json").exists() or proc.poll() is not None,
+             what="the first epoch's backup")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "--resume" in stderr.strip().splitlines()[-1]
+    done = json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"]
+    assert 1 <= done < 4 and len(metric_rows(run_dir)) == done
+    assert (run_dir / "checkpoints" / "last.weights.h5").is_file()
+    result = run_cli("train", "--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [int(r["epoch"]) for r in metric_rows(run_dir)] == [0, 1, 2, 3]
