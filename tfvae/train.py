@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from . import __version__, plots
+from .callbacks import AtomicCheckpoint, EpochTimer, FiniteBackupAndRestore, GracefulInterrupt, StopOnNonFinite
 from .config import RunConfig, atomic_write_text
 from .data import binarize_fixed, heldout_pipeline, load_dataset, train_pipeline
 from .errors import TfvaeError
-from .callbacks import AtomicCheckpoint, EpochTimer, FiniteBackupAndRestore, GracefulInterrupt, StopOnNonFinite
 from .models import build_model
 from .rundir import checkpoint_path, new_run_dir
 from .sample import sample_means
