@@ -317,5 +317,123 @@ def demo(export_dir, port):
         server.server_close()
 
 
+def _run_command_prelude(run_dir):
+    from tfvae.rundir import read_config
+
+    read_config(run_dir)  # "not a run" fails before TensorFlow starts
+    _quiet_tensorflow()
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--from", "start", type=int, required=True, help="Index of the first test image.")
+@click.option("--to", "end", type=int, required=True, help="Index of the last test image.")
+@click.option("--steps", type=int, default=10, show_default=True, help="Decoded points on the path (≥ 2).")
+@click.option("--method", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True,
+              help="Straight line, or spherical interpolation (stays in the prior's typical set).")
+@click.option("--analogy", type=int, nargs=3, default=None, metavar="A B C",
+              help="Also decode z_C + (z_B − z_A) for test images A, B, C.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
+def interpolate(run_dir, start, end, steps, method, analogy, out):
+    """Decode the path between the posterior means of two test images."""
+    _run_command_prelude(run_dir)
+    from tfvae.latent import interpolate as run
+
+    result = run(run_dir, start, end, steps=steps, method=method, analogy=analogy, out=out)
+    click.echo(f"written: interpolation.png, interpolation.json ({result['steps']} steps, {method})")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--tsne", is_flag=True, help="Also a t-SNE map (scikit-learn; slower).")
+@click.option("--grid", type=int, default=20, show_default=True, help="Manifold grid size for a 2-D latent.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
+def latent(run_dir, tsne, grid, out):
+    """Map the test set's posterior means in 2-D, coloured by label (and the manifold for a 2-D latent)."""
+    _run_command_prelude(run_dir)
+    from tfvae.latent import latent_map
+
+    result = latent_map(run_dir, tsne=tsne, grid=grid, out=out)
+    click.echo(f"written: {', '.join(result['figures'])}, latent_map.json")
+
+
+def _label_counts(ctx, param, value):
+    counts = []
+    for item in value.split(","):
+        item = item.strip()
+        if item == "all":
+            counts.append("all")
+        else:
+            try:
+                counts.append(int(item))
+            except ValueError:
+                raise click.BadParameter(f"expected integers or 'all', comma-separated; got {item!r}") from None
+    return counts
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--labels", callback=_label_counts, default="100,1000,all", show_default=True,
+              help="Labelled training images per experiment, comma-separated, or 'all'.")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Random labelled subsets per count (mean ± std).")
+@click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
+def classify(run_dir, labels, seeds, out):
+    """Classify with few labels: encoder means vs raw pixels vs PCA (logistic regression, k-NN)."""
+    _run_command_prelude(run_dir)
+    from tfvae.latent import classify as run, format_classify
+
+    result = run(run_dir, label_counts=labels, seeds=seeds, out=out)
+    click.echo(format_classify(result))
+    click.echo("test accuracy; written: classify.json")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--ood", default=None, help="Score this TFDS dataset's test split against the run's test split "
+                                          "(the run's own dataset: its validation split).")
+@click.option("--corrupt", "corruption", type=click.Choice(["noise", "blank", "invert"]), default=None,
+              help="Score corrupted copies of the test split instead.")
+@click.option("--iw-samples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also score by the importance-weighted NLL with K samples (0: −ELBO only).")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Images per set.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="TFDS folder of the --ood dataset.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
+def anomaly(run_dir, ood, corruption, iw_samples, max_examples, data_dir, out):
+    """Flag unlikely inputs: AUROC / AUPRC of −ELBO (and NLL) scores, test split vs another set."""
+    if (ood is None) == (corruption is None):
+        raise TfvaeError("give exactly one of --ood DATASET or --corrupt noise|blank|invert")
+    _run_command_prelude(run_dir)
+    from tfvae.anomaly import anomaly as run
+
+    result = run(run_dir, ood=ood, corruption=corruption, iw_samples=iw_samples, max_examples=max_examples,
+                 out=out, data_dir=data_dir)
+    for key, s in result["scores"].items():
+        click.echo(f"{key:>9}: AUROC {s['auroc']:.3f}  AUPRC {s['auprc']:.3f}  mean score {s['mean_in']:.1f} "
+                   f"({result['protocol']['in_distribution']}) vs {s['mean_other']:.1f} ({result['protocol']['other']})")
+    click.echo(f"written: {result['figure']} and .json")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--mask", "mask_spec", default="bottom", show_default=True,
+              help="Missing pixels: top, bottom, left, right (half the image) or random:P.")
+@click.option("-n", "num", type=int, default=8, show_default=True, help="Test images to complete.")
+@click.option("--steps", type=int, default=20, show_default=True, help="Encode → decode iterations.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
+def inpaint(run_dir, mask_spec, num, steps, out):
+    """Fill in missing pixels by iterating encode → decode, keeping the observed ones."""
+    _run_command_prelude(run_dir)
+    from tfvae.anomaly import inpaint as run, parse_mask
+
+    parse_mask(mask_spec, (4, 4, 1))  # a malformed --mask fails before the data loads
+
+    r = run(run_dir, mask_spec, n=num, steps=steps, out=out)
+    click.echo(f"missing pixels: completion MSE {r['completion']['mse_per_missing_pixel']:.4f} per pixel, "
+               f"BCE {r['completion']['bce_nats_per_image']:.1f} nats/image; mean-image baseline MSE "
+               f"{r['mean_image_baseline']['mse_per_missing_pixel']:.4f}, BCE "
+               f"{r['mean_image_baseline']['bce_nats_per_image']:.1f} nats/image")
+
+
 if __name__ == "__main__":
     cli()
