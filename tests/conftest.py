@@ -69,3 +69,13 @@ def export_dir(run_dir, tmp_path_factory):
     return root / "m"
 
 
+
+
+@pytest.fixture(scope="session")
+def brief_run(tmp_path_factory, tfds_dir):
+    """A briefly trained MNIST model worth using (about 400 steps on 10,000 images, latent 16)."""
+    run_dir = tmp_path_factory.mktemp("brief_run") / "run"
+    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 10000, "--validation-size", 1000,
+                     "--epochs", 5, "--latent-dim", 16, "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run_dir
