@@ -113,13 +113,17 @@ def anomaly(run_dir, ood=None, corruption=None, iw_samples: int = 0, max_example
     kinds = [("neg_elbo", "−ELBO"), ("typicality_neg_elbo", "|−ELBO − validation mean|")]
     if iw_samples > 0:
         kinds += [("nll", f"NLL (K={k})"), ("typicality_nll", f"|NLL − validation mean| (K={k})")]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 3.8), squeeze=False)
-    for ax, (key, label) in zip(axes[0], kinds):
+    rows = 1 if len(kinds) <= 2 else 2
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.8 * rows), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, kinds):
         s = np.concatenate([scores_in[key], scores_out[key]])
         result["scores"][key] = {"auroc": float(roc_auc_score(labels, s)),
                                  "auprc": float(average_precision_score(labels, s)),
                                  "mean_in": float(np.mean(scores_in[key])), "mean_other": float(np.mean(scores_out[key]))}
         edges = np.histogram_bin_edges(s, bins=bins)
+        if not key.startswith("typicality") and s.min() > 0 and s.max() / s.min() > 20:  # log axis
+            edges = np.geomspace(s.min(), s.max(), bins + 1)
+            ax.set_xscale("log")
         ax.hist(scores_in[key], bins=edges, alpha=0.6, density=True, label=f"{cfg.data.dataset} test")
         ax.hist(scores_out[key], bins=edges, alpha=0.6, density=True, label=name)
         ax.set_xlabel(f"{label} (nats per image)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import weakref
 from pathlib import Path
 
 import keras
@@ -31,9 +32,15 @@ from .rundir import load_model
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015, section 5.2
 
 
+_LOG_WEIGHT_FNS = weakref.WeakKeyDictionary()  # one traced function per model
+
+
 def log_weights_fn(model):
     """A ``tf.function`` (x [B,H,W,C], eps [S,B,D]) -> (log_w, log_lik) [S, B], plus the
-    posterior's (loc, scale) [B, D] (used for the analytic KL and active units)."""
+    posterior's (loc, scale) [B, D] (used for the analytic KL and active units).
+    Cached per model, so repeated evaluations reuse its traces."""
+    if model in _LOG_WEIGHT_FNS:
+        return _LOG_WEIGHT_FNS[model]
 
     @tf.function(reduce_retracing=True)
     def fn(x, eps):
@@ -41,6 +48,7 @@ def log_weights_fn(model):
         log_w, log_lik = log_importance_weights(x, q, model.prior(), model.likelihood, eps)
         return log_w, log_lik, q.mean(), q.stddev()
 
+    _LOG_WEIGHT_FNS[model] = fn
     return fn
 
 
