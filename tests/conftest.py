@@ -50,14 +50,20 @@ def run_cli(*args, env=None, timeout=300):
                           env=full_env, timeout=timeout, cwd=ROOT)
 
 
-@pytest.fixture(scope="session")
-def run_dir(tmp_path_factory, tfds_dir):
-    """A briefly trained MNIST model (real data, so quantization sees real weight ranges)."""
-    run_dir = tmp_path_factory.mktemp("export_run") / "run"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 3000, "--validation-size", 500,
-                     "--epochs", 2, "--latent-dim", 8, "--run-dir", run_dir)
+def train_mnist_slice(tmp_path_factory, name, examples, validation, epochs, latent_dim):
+    """Train on the first ``examples`` MNIST training images through the CLI; return the run dir."""
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", examples, "--validation-size", validation,
+                     "--epochs", epochs, "--latent-dim", latent_dim, "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, tfds_dir):
+    """A barely trained MNIST model (60 steps; real data, so quantization sees real weight
+    ranges). Enough for formats and contracts, not for quality."""
+    return train_mnist_slice(tmp_path_factory, "export_run", 3000, 500, 2, 8)
 
 
 @pytest.fixture(scope="session")
@@ -69,13 +75,7 @@ def export_dir(run_dir, tmp_path_factory):
     return root / "m"
 
 
-
-
 @pytest.fixture(scope="session")
 def brief_run(tmp_path_factory, tfds_dir):
     """A briefly trained MNIST model worth using (about 400 steps on 10,000 images, latent 16)."""
-    run_dir = tmp_path_factory.mktemp("brief_run") / "run"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 10000, "--validation-size", 1000,
-                     "--epochs", 5, "--latent-dim", 16, "--run-dir", run_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return run_dir
+    return train_mnist_slice(tmp_path_factory, "brief_run", 10000, 1000, 5, 16)
