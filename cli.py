@@ -150,7 +150,8 @@ def cli():
               help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")
 @click.option("--resume", "resume_dir", type=click.Path(), default=None,
               help="Continue the interrupted run in this folder from its last completed epoch, with its own "
-                   "config.json (the model and data options above are then ignored).")
+                   "config.json; only --learning-rate (e.g. lower, after a divergence), --strategy, --devices "
+                   "and --deterministic may be given with it.")
 def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, arch, latent_dim,
           likelihood, sigma, hidden_units, conv_filters, beta, kl_warmup_epochs, mc_samples, epochs, batch_size,
           learning_rate, seed, jit, deterministic, strategy, devices, run_dir, resume_dir):
@@ -174,11 +175,23 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
     if device_list and strategy != "mirrored":
         raise TfvaeError("--devices needs --strategy mirrored")
+    resume_learning_rate = None
     if resume_dir is not None:
+        from click.core import ParameterSource
+
         from tfvae.rundir import read_config
 
-        if run_dir is not None:
-            raise TfvaeError("--resume and --run-dir exclude each other: --resume names the run to continue")
+        ctx = click.get_current_context()
+        given = [p.opts[0] for p in ctx.command.params
+                 if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+                 and p.name not in ("resume_dir", "learning_rate", "strategy", "devices", "deterministic")]
+        if given:
+            raise TfvaeError(f"--resume continues the run with its own config.json; only --learning-rate, "
+                             f"--strategy, --devices and --deterministic may be given with it, not {', '.join(given)}")
+        if ctx.get_parameter_source("learning_rate") == ParameterSource.COMMANDLINE:
+            if not learning_rate > 0:
+                raise TfvaeError(f"--learning-rate must be positive, got {learning_rate!r}")
+            resume_learning_rate = learning_rate
         read_config(resume_dir)  # "not a run" fails before TensorFlow starts
     else:
         cfg.resolved().validate()  # fail on bad options before TensorFlow starts
@@ -187,7 +200,7 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
 
     summary = run_training(cfg, resume_dir or run_dir, command_line=" ".join(["python", "cli.py"] + sys.argv[1:]),
                            resume=resume_dir is not None, strategy=strategy, devices=device_list,
-                           deterministic=deterministic)
+                           deterministic=deterministic, resume_learning_rate=resume_learning_rate)
     click.echo(f"run directory: {summary['run_dir']}")
     click.echo(f"best validation −ELBO {summary['best_val_neg_elbo']:.2f} nats/image; "
                f"{summary['seconds_per_epoch']:.1f} s/epoch, {summary['train_images_per_second']:.0f} images/s, "

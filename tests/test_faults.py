@@ -189,3 +189,25 @@ def test_ctrl_c_stops_after_the_epoch_backup_and_resume_finishes(tmp_path, tfds_
     result = run_cli("train", "--resume", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [int(r["epoch"]) for r in metric_rows(run_dir)] == [0, 1, 2, 3]
+
+
+def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, tfds_dir):
+    run_dir = tmp_path / "diverge"
+    proc = start_cli("train", *SLICE, "--epochs", 4, "--run-dir", run_dir)
+    wait_for(lambda: (run_dir / "backup" / "training_metadata.json").exists() or proc.poll() is not None,
+             what="the first epoch's backup")
+    proc.send_signal(signal.SIGINT)  # stop cleanly after a good epoch
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    good = weights(run_dir / "checkpoints" / "last.weights.h5")
+    result = run_cli("train", "--resume", run_dir, "--learning-rate", "1e6")  # a real divergence
+    assert result.returncode == 3
+    assert_one_line_error(result, "NaN or Inf", "--learning-rate 1e+06")
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["learning_rate"] == 1e6 and config["meta"]["learning_rate_changes"][0]["new"] == 1e6
+    after = weights(run_dir / "checkpoints" / "last.weights.h5")
+    assert all(np.array_equal(good[k], after[k]) for k in good)  # the last good weights are untouched
+    result = run_cli("evaluate", run_dir, "--iw-samples", 5, "--max-examples", 50)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.isfinite(json.loads((run_dir / "eval.json").read_text())["metrics"]["nll"])
+    assert_one_line_error(run_cli("train", "--resume", run_dir, "--latent-dim", 3), "--latent-dim")

@@ -115,7 +115,7 @@ def _truncate_metrics(path: Path, epochs: int) -> float:
 
 
 def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
-          strategy: str = "default", devices=None, deterministic: bool = False) -> dict:
+          strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None) -> dict:
     """Train a VAE and write (or, with ``resume``, continue) its run directory.
 
     Args:
@@ -131,6 +131,9 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         strategy, devices: see :func:`make_strategy`; ``batch_size`` is the global batch.
         deterministic: TensorFlow op determinism, so two runs with the same seed give
             bit-identical weights on the same machine.
+        resume_learning_rate: with ``resume``, continue with this learning rate (for
+            example a lower one after a divergence); recorded in ``config.json``'s
+            ``meta.learning_rate_changes``.
 
     Returns:
         Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of this ``fit``),
@@ -151,6 +154,14 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         cfg = read_config(run_dir)
         if (run_dir / "summary.json").is_file():
             raise TfvaeError(f"--resume {run_dir}: the run already finished all {cfg.train.epochs} epochs")
+        if resume_learning_rate is not None and resume_learning_rate != cfg.train.learning_rate:
+            cfg.meta.setdefault("learning_rate_changes", []).append(
+                {"from_epoch": _completed_epochs(run_dir), "old": cfg.train.learning_rate, "new": resume_learning_rate})
+            cfg.train.learning_rate = resume_learning_rate
+            cfg.validate()
+            cfg.save(run_dir / "config.json")
+    elif resume_learning_rate is not None:
+        raise TfvaeError("resume_learning_rate needs resume")
     cfg = cfg.resolved()
     cfg.validate()
     if not resume:
@@ -211,6 +222,9 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         # After the CSV row, so a kill between the two repeats the row (trimmed on resume)
         # rather than losing it.
         FiniteBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
+        # After the restore, which also brings back the old learning rate: use the configured one.
+        keras.callbacks.LambdaCallback(on_train_begin=lambda logs: setattr(model.optimizer, "learning_rate",
+                                                                           t.learning_rate)),
         interrupt,  # last: stops only after the epoch's checkpoint and backup
     ]
     start = time.perf_counter()
