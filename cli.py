@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""tfvae command line: train, evaluate and sample variational autoencoders.
+"""tfvae command line: train, evaluate, explore and deploy variational autoencoders.
 
 Thin by design: each command parses and checks its options, calls one tfvae function
 and prints. TensorFlow is imported inside the commands, so ``--help`` is instant.
@@ -100,9 +100,13 @@ def cli():
     """tfvae: variational autoencoders with TensorFlow Probability.
 
     \b
-    python cli.py train --dataset mnist        train, write runs/<name>/
+    python cli.py train --dataset mnist        train, write runs/<name>/ (--resume RUN_DIR continues one)
     python cli.py evaluate RUN_DIR             test NLL (importance-weighted), −ELBO, active units
     python cli.py sample RUN_DIR --out s.png   draw from the prior
+    python cli.py interpolate|latent|classify|anomaly|inpaint RUN_DIR ...   use the latent space
+    python cli.py export RUN_DIR --tflite      SavedModels (TF Serving) and TFLite decoders
+    python cli.py generate EXPORT_DIR          on-device generation with LiteRT, no TensorFlow
+    python cli.py demo EXPORT_DIR              browser demo (LiteRT.js) on 127.0.0.1
     """
 
 
