@@ -66,7 +66,7 @@ def iw_log_likelihood(log_w, axis: int = 0):
     if tf.is_tensor(log_w):
         k = tf.cast(tf.shape(log_w)[axis], log_w.dtype)
         return tf.reduce_logsumexp(log_w, axis=axis) - tf.math.log(k)
+    from scipy.special import logsumexp
+
     log_w = np.asarray(log_w, dtype=np.float64)
-    peak = np.max(log_w, axis=axis, keepdims=True)
-    total = np.log(np.sum(np.exp(log_w - peak), axis=axis)) + np.squeeze(peak, axis=axis)
-    return total - math.log(log_w.shape[axis])
+    return logsumexp(log_w, axis=axis) - math.log(log_w.shape[axis])
