@@ -13,7 +13,8 @@ import sys
 
 import click
 
-from tfvae.config import ARCHITECTURES, BINARIZATIONS, LIKELIHOODS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from tfvae.config import (ARCHITECTURES, BINARIZATIONS, LIKELIHOODS, LR_SCHEDULES, MODELS, OBJECTIVES, PRIORS, DataConfig,
+                          ModelConfig, RunConfig, TrainConfig)
 from tfvae.errors import TfvaeError
 
 D_DATA, D_MODEL, D_TRAIN = DataConfig(), ModelConfig(), TrainConfig()
@@ -102,7 +103,10 @@ def cli():
     \b
     python cli.py train --dataset mnist        train, write runs/<name>/ (--resume RUN_DIR continues one)
     python cli.py evaluate RUN_DIR             test NLL (importance-weighted), −ELBO, active units
-    python cli.py sample RUN_DIR --out s.png   draw from the prior
+    python cli.py train --model ae|cvae|pca    the lectures' model family (--objective iwae, --beta, --prior)
+    python cli.py sample RUN_DIR --out s.png   draw from the prior (--label for a cvae)
+    python cli.py traverse RUN_DIR             latent traversal (one dimension sweeps)
+    python cli.py compare RUN_DIR ...          one table: NLL, −ELBO, reconstruction, sample quality
     python cli.py interpolate|latent|classify|anomaly|inpaint RUN_DIR ...   use the latent space
     python cli.py export RUN_DIR --tflite      SavedModels (TF Serving) and TFLite decoders
     python cli.py generate EXPORT_DIR          on-device generation with LiteRT, no TensorFlow
@@ -120,6 +124,12 @@ def cli():
 @click.option("--validation-size", type=int, default=D_DATA.validation_size, show_default=True,
               help="Images carved from the training split for validation.")
 @click.option("--max-train-examples", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--model", type=click.Choice(MODELS), default=D_MODEL.model, show_default=True,
+              help="vae; ae: deterministic autoencoder (z = encoder mean, reconstruction loss only); cvae: conditional "
+                   "VAE on the one-hot label (Sohn et al. 2015); pca: probabilistic PCA in closed form "
+                   "(Tipping & Bishop 1999) with --latent-dim components.")
+@click.option("--preset", default=None,
+              help="Start from a named recipe in tfvae/presets/ (e.g. mnist-best); options given here override it.")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=D_MODEL.arch, show_default=True,
               help="Encoder/decoder architecture, sized from the image shape.")
 @click.option("--latent-dim", type=int, default=D_MODEL.latent_dim, show_default=True, help="Dimension of z.")
@@ -131,6 +141,23 @@ def cli():
               help="Dense layer widths, comma-separated. [default: 512,256 for mlp; 512 for conv]")
 @click.option("--conv-filters", callback=_int_list, default=None,
               help="Filters of the stride-2 convolutions, comma-separated (conv only). [default: 32,64]")
+@click.option("--prior", type=click.Choice(PRIORS), default=D_MODEL.prior, show_default=True,
+              help="p(z): N(0, I); mog: learned mixture of Gaussians; vamp: VampPrior (Tomczak & Welling 2018).")
+@click.option("--prior-components", type=int, default=D_MODEL.prior_components, show_default=True,
+              help="Mixture components (mog) or pseudo-inputs (vamp); 0: 10 for mog, 100 for vamp.")
+@click.option("--objective", type=click.Choice(OBJECTIVES), default=D_TRAIN.objective, show_default=True,
+              help="elbo, or iwae: the importance-weighted bound with --train-iw-samples K (Burda et al. 2015).")
+@click.option("--train-iw-samples", type=int, default=D_TRAIN.train_iw_samples, show_default=True,
+              help="K importance samples per image of the iwae objective.")
+@click.option("--free-bits", type=float, default=D_TRAIN.free_bits, show_default=True,
+              help="λ nats per latent dimension: the loss uses Σ_d max(λ, KL_d) (Kingma et al. 2016); 0: off.")
+@click.option("--ema-decay", type=float, default=D_TRAIN.ema_decay, show_default=True,
+              help="Exponential moving average of the weights (e.g. 0.999), used for validation, checkpoints, "
+                   "evaluation and export; 0: off.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule, show_default=True,
+              help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
+@click.option("--steps-per-execution", type=int, default=D_TRAIN.steps_per_execution, show_default=True,
+              help="Optimizer steps per tf.function call (fewer Python round trips).")
 @click.option("--beta", type=float, default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
 @click.option("--kl-warmup-epochs", type=int, default=D_TRAIN.kl_warmup_epochs, show_default=True,
               help="Raise the KL weight linearly from 0 to β over this many epochs.")
@@ -156,9 +183,11 @@ def cli():
               help="Continue the interrupted run in this folder from its last completed epoch, with its own "
                    "config.json; only --learning-rate (e.g. lower, after a divergence), --strategy, --devices "
                    "and --deterministic may be given with it.")
-def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, arch, latent_dim,
-          likelihood, sigma, hidden_units, conv_filters, beta, kl_warmup_epochs, mc_samples, epochs, batch_size,
-          learning_rate, seed, jit, deterministic, strategy, devices, run_dir, resume_dir):
+def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, model, preset, arch,
+          latent_dim, likelihood, sigma, hidden_units, conv_filters, prior, prior_components, objective,
+          train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, beta, kl_warmup_epochs,
+          mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
+          resume_dir):
     """Train a VAE and write a run directory (or continue one with --resume).
 
     Ctrl-C stops after the current epoch's checkpoint (continue with --resume); a
@@ -168,14 +197,20 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
     train and validation), summary.json and figures/ (reconstructions.png,
     samples.png, loss.png).
     """
-    cfg = RunConfig(
-        data=DataConfig(dataset=dataset, data_dir=data_dir, idx_dir=idx_dir, binarization=binarization,
-                        validation_size=validation_size, max_train_examples=max_train_examples),
-        model=ModelConfig(arch=arch, latent_dim=latent_dim, likelihood=likelihood, sigma=sigma,
-                          hidden_units=hidden_units, conv_filters=conv_filters),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, beta=beta,
-                          kl_warmup_epochs=kl_warmup_epochs, mc_samples=mc_samples, jit=jit, seed=seed),
-    )
+    values = dict(locals())
+    if preset is not None:
+        from click.core import ParameterSource
+
+        from tfvae.config import load_preset
+
+        ctx = click.get_current_context()
+        for section in load_preset(preset).values():
+            for key, value in section.items():
+                if ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
+                    values[key] = value
+    cfg = RunConfig.from_options(values)
+    if preset is not None:
+        cfg.meta["preset"] = preset
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
     if device_list and strategy != "mirrored":
         raise TfvaeError("--devices needs --strategy mirrored")
@@ -206,9 +241,15 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
                            resume=resume_dir is not None, strategy=strategy, devices=device_list,
                            deterministic=deterministic, resume_learning_rate=resume_learning_rate)
     click.echo(f"run directory: {summary['run_dir']}")
-    click.echo(f"best validation −ELBO {summary['best_val_neg_elbo']:.2f} nats/image; "
-               f"{summary['seconds_per_epoch']:.1f} s/epoch, {summary['train_images_per_second']:.0f} images/s, "
-               f"{summary['seconds'] / 60:.1f} min in all")
+    if "val_log_density_grey" in summary:
+        click.echo(f"PPCA fitted in {summary['seconds']:.1f} s; validation log-density of grey-level images "
+                   f"{summary['val_log_density_grey']:.1f} nats/image")
+    else:
+        best = (f"best validation −ELBO {summary['best_val_neg_elbo']:.2f} nats/image"
+                if summary.get("best_val_neg_elbo") is not None
+                else f"best {summary['checkpoint_monitor']} {summary['best_val_monitor']:.2f} nats/image")
+        click.echo(f"{best}; {summary['seconds_per_epoch']:.1f} s/epoch, "
+                   f"{summary['train_images_per_second']:.0f} images/s, {summary['seconds'] / 60:.1f} min in all")
     click.echo(f"next: python cli.py evaluate {summary['run_dir']}")
 
 
@@ -249,15 +290,25 @@ def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_di
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
-def sample(run_dir, num, out, seed, checkpoint, force):
-    """Draw z ~ N(0, I), decode the likelihood means and save a grid."""
+@click.option("--label", type=int, default=None,
+              help="Conditional VAE (--model cvae) only: generate this class. Without it, a cvae's grid has one row "
+                   "per class.")
+@click.option("--source", type=click.Choice(["prior", "fitted"]), default="prior", show_default=True,
+              help="Where z comes from: the prior p(z), or (autoencoder only) the Gaussian fitted to its training codes.")
+def sample(run_dir, num, out, seed, checkpoint, force, label, source):
+    """Draw z from the prior, decode the likelihood means E[x|z] and save a grid."""
     from tfvae.rundir import read_config
+    from tfvae.sample import check_label
 
-    read_config(run_dir)
+    cfg = read_config(run_dir)
+    if label is not None:
+        check_label(cfg, label)
+    if source == "fitted" and cfg.model.model != "ae":
+        raise TfvaeError(f"--source fitted needs an autoencoder run (--model ae); this run is --model {cfg.model.model}")
     _quiet_tensorflow()
     from tfvae.sample import save_samples
 
-    path = save_samples(run_dir, num, out, seed=seed, checkpoint=checkpoint, force=force)
+    path = save_samples(run_dir, num, out, seed=seed, checkpoint=checkpoint, force=force, label=label, source=source)
     click.echo(f"written: {path}")
 
 
@@ -282,7 +333,9 @@ def export(run_dir, name, out_root, tflite, quantize, checkpoint):
     """
     from tfvae.rundir import read_config
 
-    read_config(run_dir)
+    kind = read_config(run_dir).model.model
+    if kind not in ("vae", "ae"):
+        raise TfvaeError(f"export writes unconditional decoders: --model vae or ae, not {kind}")
     if quantize and not tflite:
         raise TfvaeError("--quantize needs --tflite")
     _quiet_tensorflow()
@@ -334,10 +387,13 @@ def demo(export_dir, port):
         server.server_close()
 
 
-def _run_command_prelude(run_dir):
+def _run_command_prelude(run_dir, models=("vae", "ae")):
     from tfvae.rundir import read_config
 
-    read_config(run_dir)  # "not a run" fails before TensorFlow starts
+    cfg = read_config(run_dir)  # "not a run" fails before TensorFlow starts
+    if cfg.model.model not in models:
+        command = click.get_current_context().command.name
+        raise TfvaeError(f"{command} works on --model {' or '.join(models)} runs; {run_dir} is --model {cfg.model.model}")
     _quiet_tensorflow()
 
 
@@ -450,6 +506,69 @@ def inpaint(run_dir, mask_spec, num, steps, out):
                f"BCE {r['completion']['bce_nats_per_image']:.1f} nats/image; mean-image baseline MSE "
                f"{r['mean_image_baseline']['mse_per_missing_pixel']:.4f}, BCE "
                f"{r['mean_image_baseline']['bce_nats_per_image']:.1f} nats/image")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--dims", type=int, default=10, show_default=True, help="Latent dimensions shown (largest KL first).")
+@click.option("--steps", type=int, default=9, show_default=True, help="Values in each sweep (≥ 2).")
+@click.option("--limit", type=float, default=3.0, show_default=True, help="Sweep z_d from −LIMIT to LIMIT.")
+@click.option("--image", type=int, default=0, show_default=True,
+              help="Test image whose posterior mean fixes the other dimensions.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
+def traverse(run_dir, dims, steps, limit, image, out):
+    """Latent traversal (β-VAE figure): decode while one dimension sweeps, the others fixed.
+
+    Writes traverse.png (a row per dimension, most informative first) and traverse.json.
+    """
+    _run_command_prelude(run_dir, models=("vae", "cvae", "ae"))
+    from tfvae.latent import traverse as run_traverse
+
+    result = run_traverse(run_dir, out=out, dims=dims, steps=steps, limit=limit, image=image)
+    click.echo(f"dimensions {result['dimensions']} ({result['measure']})")
+    click.echo(f"written: {result['figure']}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="comparison", show_default=True,
+              help="Folder for compare.csv, compare.md and compare.png (created if missing).")
+@click.option("--iw-samples", "-k", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="K for the test NLL of runs without an eval.json (written for them).")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None,
+              help="Use the first N test images for reconstructions and NLL (an existing eval.json on another "
+                   "number of images is recomputed).")
+@click.option("--samples", "n_samples", type=click.IntRange(min=2), default=10000, show_default=True,
+              help="Generated images per run for the Fréchet distance and label statistics.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples and importance samples.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="TFDS data folder.")
+@click.option("--force", is_flag=True, help="Replace compare.* in --out.")
+def compare(run_dirs, out, iw_samples, max_examples, n_samples, seed, data_dir, force):
+    """Compare runs of one dataset on one table: NLL, −ELBO, reconstruction, active units, sample quality.
+
+    \b
+    Sample quality: fd_classifier, a Fréchet distance between 10,000 samples and the test
+    images in the features of a small classifier trained once per dataset (cached in
+    <run root>/.classifiers/; not FID), the classifier's mean label entropy and the
+    share of classes the samples cover. Writes OUT/compare.csv, compare.md, compare.png.
+    """
+    from tfvae.rundir import read_config
+
+    if not run_dirs:
+        raise TfvaeError("compare needs at least one RUN_DIR")
+    for run_dir in run_dirs:
+        read_config(run_dir)
+    _quiet_tensorflow()
+    from tfvae.compare import compare_runs, format_text
+
+    result = compare_runs(list(run_dirs), out, iw_samples=iw_samples, max_examples=max_examples,
+                          n_samples=n_samples, seed=seed, force=force, data_dir=data_dir,
+                          say=lambda m: click.echo(m, err=True))
+    info = result["classifier"]
+    click.echo(format_text(result["rows"]))
+    click.echo(f"feature classifier: test accuracy {100 * info['test_accuracy']:.2f}% ({info['dataset']})")
+    for f in result["files"]:
+        click.echo(f"written: {f}")
 
 
 if __name__ == "__main__":

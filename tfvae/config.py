@@ -23,10 +23,15 @@ from .errors import TfvaeError
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 BINARIZATIONS = ("dynamic", "static", "none")
+MODELS = ("vae", "ae", "cvae", "pca")
+PRIORS = ("standard", "mog", "vamp")
+OBJECTIVES = ("elbo", "iwae")
+LR_SCHEDULES = ("constant", "cosine")
 
 # Layer widths used when the user does not give them (see networks.py).
 DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512]}
 DEFAULT_CONV_FILTERS = [32, 64]
+DEFAULT_PRIOR_COMPONENTS = {"mog": 10, "vamp": 100}
 
 
 def _option(name: str) -> str:
@@ -70,6 +75,11 @@ class ModelConfig:
     """The VAE's networks and distributions.
 
     Attributes:
+        model: the model family (``--model``): ``vae``; ``ae``, a deterministic
+            autoencoder (z = encoder mean, reconstruction loss only); ``cvae``, a
+            conditional VAE whose encoder and decoder also see the one-hot label (Sohn et
+            al. 2015); ``pca``, probabilistic PCA fitted in closed form (Tipping & Bishop
+            1999).
         arch: ``conv`` or ``mlp``; both are sized from ``image_shape``.
         latent_dim: dimension D of z.
         likelihood: ``bernoulli`` (decoder gives logits) or ``gaussian``.
@@ -81,9 +91,18 @@ class ModelConfig:
         conv_filters: filters of the stride-2 convolutions (``conv`` only).
         scale_floor: added to softplus(·) so the posterior (and learned likelihood)
             scale never reaches 0.
+        prior: p(z): ``standard`` N(0, I); ``mog``, a learned mixture of
+            ``prior_components`` diagonal Gaussians; ``vamp``, the VampPrior
+            p(z) = (1/M) Σ_m q(z|u_m) with M = ``prior_components`` learned pseudo-inputs
+            u_m (Tomczak & Welling 2018, eq. 9).
+        prior_components: M for ``mog`` / ``vamp`` (0 resolves to 10 for ``mog``, 100
+            for ``vamp``).
+        num_classes: number of classes of the labels a ``cvae`` is conditioned on
+            (filled in from the data).
         image_shape: (H, W, C), filled in from the data when training starts.
     """
 
+    model: str = "vae"
     arch: str = "conv"
     latent_dim: int = 32
     likelihood: str = "bernoulli"
@@ -91,6 +110,9 @@ class ModelConfig:
     hidden_units: Optional[list] = None
     conv_filters: Optional[list] = None
     scale_floor: float = 1e-4
+    prior: str = "standard"
+    prior_components: int = 0
+    num_classes: int = 0
     image_shape: Optional[list] = None
 
 
@@ -105,6 +127,19 @@ class TrainConfig:
         beta: weight of KL(q‖p) in the loss (β-VAE, Higgins et al. 2017); 1 gives the ELBO.
         kl_warmup_epochs: the KL weight rises linearly from 0 to β over this many epochs.
         mc_samples: reparameterized samples of z per image for the reconstruction term.
+        objective: ``elbo``, or ``iwae``: the importance-weighted bound
+            log (1/K) Σ_k p(x, z_k)/q(z_k|x) with K = ``train_iw_samples`` (Burda et al.
+            2015, eq. 8), which equals the ELBO at K = 1 and tightens as K grows.
+        train_iw_samples: K of the ``iwae`` objective.
+        free_bits: λ ≥ 0, nats per latent dimension: the loss uses Σ_d max(λ, KL_d), KL_d
+            averaged over the batch (Kingma et al. 2016, eq. 15); 0 turns it off.
+        ema_decay: exponential moving average of the weights (Keras's optimizer EMA);
+            validation, checkpoints, evaluation and export use the averaged weights.
+            0 turns it off; typical 0.999.
+        lr_schedule: ``constant`` or ``cosine`` (decay from ``learning_rate`` to 1% of it
+            over all epochs; Loshchilov & Hutter 2017 without restarts).
+        steps_per_execution: optimizer steps per ``tf.function`` call (Keras
+            ``steps_per_execution``): fewer Python round trips per epoch.
         jit: compile the train/test steps with XLA.
         seed: seed of weights initialisation, shuffling, dynamic binarization and z samples.
     """
@@ -115,6 +150,12 @@ class TrainConfig:
     beta: float = 1.0
     kl_warmup_epochs: int = 0
     mc_samples: int = 1
+    objective: str = "elbo"
+    train_iw_samples: int = 1
+    free_bits: float = 0.0
+    ema_decay: float = 0.0
+    lr_schedule: str = "constant"
+    steps_per_execution: int = 1
     jit: bool = False
     seed: int = 0
 
@@ -142,6 +183,8 @@ class RunConfig:
             cfg.model.hidden_units = list(DEFAULT_HIDDEN_UNITS.get(cfg.model.arch, [256]))
         if cfg.model.conv_filters is None:
             cfg.model.conv_filters = list(DEFAULT_CONV_FILTERS)
+        if cfg.model.prior_components == 0 and cfg.model.prior != "standard":
+            cfg.model.prior_components = DEFAULT_PRIOR_COMPONENTS[cfg.model.prior]
         return cfg
 
     def validate(self) -> None:
@@ -161,7 +204,14 @@ class RunConfig:
                 raise TfvaeError(f"{_option(name)} must be one of {', '.join(choices)}, got {value!r}")
 
         positive_int("latent_dim", m.latent_dim)
+        if m.model not in MODELS:
+            raise TfvaeError(f"--model must be one of {', '.join(MODELS)}, got {m.model!r}")
         choice("arch", m.arch, ARCHITECTURES)
+        choice("prior", m.prior, PRIORS)
+        if isinstance(m.prior_components, bool) or not isinstance(m.prior_components, int) or m.prior_components < 0:
+            raise TfvaeError(f"--prior-components must be a non-negative integer, got {m.prior_components!r}")
+        if m.prior != "standard" and m.model not in ("vae", "cvae"):
+            raise TfvaeError(f"--prior {m.prior} needs --model vae or cvae, not {m.model}")
         choice("likelihood", m.likelihood, LIKELIHOODS)
         if isinstance(m.sigma, str):
             if m.sigma != "learned":
@@ -187,10 +237,37 @@ class RunConfig:
         positive_int("mc_samples", t.mc_samples)
         if not (isinstance(t.learning_rate, (int, float)) and t.learning_rate > 0):
             raise TfvaeError(f"--learning-rate must be positive, got {t.learning_rate!r}")
+        choice("objective", t.objective, OBJECTIVES)
+        choice("lr_schedule", t.lr_schedule, LR_SCHEDULES)
+        if isinstance(t.train_iw_samples, bool) or not isinstance(t.train_iw_samples, int) or t.train_iw_samples < 1:
+            raise TfvaeError(f"--train-iw-samples must be an integer >= 1 (K importance samples), got {t.train_iw_samples!r}")
+        if t.objective == "iwae":
+            if m.model not in ("vae", "cvae"):
+                raise TfvaeError(f"--objective iwae needs --model vae or cvae, not {m.model}")
+            if t.free_bits:
+                raise TfvaeError("--free-bits applies to the ELBO's KL term; the iwae objective has none")
+        elif t.train_iw_samples != 1:
+            raise TfvaeError("--train-iw-samples needs --objective iwae")
+        if not (isinstance(t.free_bits, (int, float)) and t.free_bits >= 0):
+            raise TfvaeError(f"--free-bits must be >= 0 nats per dimension, got {t.free_bits!r}")
+        if t.free_bits and m.prior != "standard":
+            raise TfvaeError("--free-bits needs --prior standard (the per-dimension KL is analytic only there)")
+        if not (isinstance(t.ema_decay, (int, float)) and 0 <= t.ema_decay < 1):
+            raise TfvaeError(f"--ema-decay must be in [0, 1), got {t.ema_decay!r}")
+        positive_int("steps_per_execution", t.steps_per_execution)
         if not (isinstance(t.beta, (int, float)) and t.beta >= 0):
             raise TfvaeError(f"--beta must be >= 0, got {t.beta!r}")
         if isinstance(t.kl_warmup_epochs, bool) or not isinstance(t.kl_warmup_epochs, int) or t.kl_warmup_epochs < 0:
             raise TfvaeError(f"--kl-warmup-epochs must be a non-negative integer, got {t.kl_warmup_epochs!r}")
+
+    @classmethod
+    def from_options(cls, values: dict) -> "RunConfig":
+        """Build from ``train``'s options (a dict keyed by field name; extra keys ignored)."""
+        sections = {}
+        for key, section_cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            names = {f.name for f in dataclasses.fields(section_cls)}
+            sections[key] = section_cls(**{k: v for k, v in values.items() if k in names and k != "image_shape"})
+        return cls(**sections)
 
     # ---- JSON round-trip -----------------------------------------------------------
     def to_dict(self) -> dict:
@@ -242,6 +319,30 @@ class RunConfig:
         except (OSError, ValueError) as exc:
             raise TfvaeError(f"{path}: not readable JSON ({exc})") from None
         return cls.from_dict(raw, source=str(path))
+
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list:
+    """Names of the recipes in tfvae/presets/ (``<name>.json``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+
+
+def load_preset(name: str) -> dict:
+    """A named recipe: ``{"data": {...}, "model": {...}, "train": {...}}`` partial sections
+    whose keys are field (= option) names.
+
+    Raises:
+        TfvaeError: unknown name, or keys that are not options.
+    """
+    path = PRESET_DIR / f"{name}.json"
+    if not path.is_file():
+        raise TfvaeError(f"--preset must be one of {', '.join(preset_names())}, got {name!r}")
+    raw = json.loads(path.read_text())
+    raw.pop("description", None)
+    RunConfig.from_dict(raw, source=str(path))  # unknown keys fail here
+    return {k: v for k, v in raw.items() if k in ("data", "model", "train")}
 
 
 def atomic_write_text(path: Union[str, Path], text: str) -> None:

@@ -333,7 +333,7 @@ def binarize_fixed(images: np.ndarray, mode: str, seed: int) -> np.ndarray:
 
 
 def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, noise_shape=None,
-                   start_epoch: int = 0):
+                   start_epoch: int = 0, labels=None, num_classes: int = 0):
     """Endless ``tf.data`` pipeline over training images: shuffle, binarize, batch, prefetch.
     Pass ``steps_per_epoch = ceil(N / batch_size)`` to ``fit``.
 
@@ -351,16 +351,19 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
             reparameterized samples, drawn here (outside the model) so that every image's
             noise is independent of how a batch is split across devices.
         start_epoch: first epoch of the stream (for resuming).
+        labels, num_classes: int labels [N] to also yield one-hot labels float32 [B, C]
+            (conditional models; needs ``noise_shape``).
 
     Returns:
-        Endless ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], or (x, eps);
-        an epoch's last batch is smaller when B does not divide N.
+        Endless ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], (x, eps)
+        or (x, eps, labels); an epoch's last batch is smaller when B does not divide N.
     """
     import tensorflow as tf
 
     n = len(images)
     pixels = tf.constant(images)
     seed64 = tf.constant(seed, tf.int64)
+    onehot = None if labels is None else tf.one_hot(tf.constant(labels, tf.int64), num_classes)
 
     def prepare(index, epoch):
         x = tf.cast(tf.gather(pixels, index), tf.float32) / 255.0
@@ -372,7 +375,10 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
             x = tf.cast(x > 0.5, tf.float32)
         if noise_shape is None:
             return x
-        return x, tf.random.stateless_normal(noise_shape, seed=noise_seed)
+        eps = tf.random.stateless_normal(noise_shape, seed=noise_seed)
+        if onehot is None:
+            return x, eps
+        return x, eps, tf.gather(onehot, index)
 
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
@@ -383,13 +389,15 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     return tf.data.Dataset.counter(start=start_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def heldout_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int):
+def heldout_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, labels=None, num_classes: int = 0):
     """Batches of held-out images binarized once (see :func:`binarize_fixed`), in order.
 
     Returns:
-        ``tf.data.Dataset`` of float32 batches [B, H, W, C].
+        ``tf.data.Dataset`` of float32 batches [B, H, W, C], or (x, one-hot labels
+        [B, C]) when ``labels`` [N] is given.
     """
     import tensorflow as tf
 
     x = binarize_fixed(images, mode, seed)
-    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    elements = x if labels is None else (x, np.eye(num_classes, dtype=np.float32)[labels])
+    return tf.data.Dataset.from_tensor_slices(elements).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)

@@ -2,7 +2,8 @@
 
 * posterior q(z|x) = MultivariateNormalDiag(loc, scale), batch [B], event [D]
   (Kingma & Welling 2013, section 3; the "Gaussian encoder" of appendix C.2).
-* prior p(z) = MultivariateNormalDiag(0, I), event [D].
+* prior p(z) = MultivariateNormalDiag(0, I), event [D], or a Gaussian mixture
+  (learned mixture of Gaussians, VampPrior: :func:`mixture_prior`).
 * likelihood p(x|z) = Independent over the H×W×C pixels of Bernoulli(logits) or
   Normal(loc, scale) (appendix C of Kingma & Welling 2013), event [H, W, C].
 
@@ -63,3 +64,21 @@ def kl_per_dimension(loc, scale):
     Closed form (Kingma & Welling 2013, appendix B): ½(μ² + σ² − 1 − log σ²).
     """
     return tfd.kl_divergence(tfd.Normal(loc, scale), tfd.Normal(tf.zeros_like(loc), tf.ones_like(scale)))
+
+
+def mixture_prior(logits, loc, scale) -> tfd.Distribution:
+    """A Gaussian-mixture prior p(z) = Σ_m π_m N(z; loc_m, diag(scale_m²)).
+
+    Args:
+        logits: float32 [M], π = softmax(logits) (the weights sum to 1).
+        loc, scale: float32 [M, D].
+
+    Returns:
+        ``tfd.MixtureSameFamily`` with event shape [D] and empty batch shape. The learned
+        mixture-of-Gaussians prior, and the VampPrior when loc/scale are the encoder's
+        outputs on the pseudo-inputs and the logits are equal (Tomczak & Welling 2018, eq. 9).
+    """
+    return tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=logits),
+        components_distribution=tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale),
+    )

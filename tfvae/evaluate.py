@@ -43,9 +43,9 @@ def log_weights_fn(model):
         return _LOG_WEIGHT_FNS[model]
 
     @tf.function(reduce_retracing=True)
-    def fn(x, eps):
-        q = model.posterior(x)
-        log_w, log_lik = log_importance_weights(x, q, model.prior(), model.likelihood, eps)
+    def fn(x, eps, labels=None):
+        q = model.posterior(x, labels)
+        log_w, log_lik = log_importance_weights(x, q, model.prior(), lambda z: model.likelihood(z, labels), eps)
         return log_w, log_lik, q.mean(), q.stddev()
 
     _LOG_WEIGHT_FNS[model] = fn
@@ -53,10 +53,11 @@ def log_weights_fn(model):
 
 
 def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk: int = 4096,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, labels=None) -> dict:
     """Evaluate ``model`` on float32 images [N, H, W, C].
 
     Args:
+        labels: int labels [N] (needed by a conditional VAE, which then estimates log p(x|y)).
         iw_samples: K ≥ 1 importance samples per image.
         seed: seed of the ε ~ N(0, I) noise.
         chunk: decoder inputs per batched call (images per call × samples per call).
@@ -77,26 +78,37 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     rng = np.random.default_rng(seed)
     out = {key: [] for key in ("nll", "reconstruction", "kl", "posterior_mean", "kl_per_dim")}
     bar = keras.utils.Progbar(n, unit_name="image") if progress else None
+    standard = model.config.prior == "standard"
+    if getattr(model, "conditional", False):
+        if labels is None:
+            raise TfvaeError("a conditional VAE is evaluated with the test labels; the dataset has none")
+        onehot = np.eye(model.num_classes, dtype=np.float32)[labels]
     for start in range(0, n, images_per_call):
         x = tf.constant(images[start:start + images_per_call])
+        y = None if labels is None or not getattr(model, "conditional", False) else \
+            tf.constant(onehot[start:start + images_per_call])
         b = int(x.shape[0])
         log_w, log_lik = [], []
         for s0 in range(0, k, samples_per_call):
             s = min(samples_per_call, k - s0)
             eps = tf.constant(rng.standard_normal((s, b, d), dtype=np.float32))
-            lw, ll, loc, scale = fn(x, eps)
+            lw, ll, loc, scale = fn(x, eps) if y is None else fn(x, eps, y)
             log_w.append(lw.numpy())
             log_lik.append(ll.numpy())
         log_w, log_lik = np.concatenate(log_w), np.concatenate(log_lik)
-        kl_dims = dist.kl_per_dimension(loc, scale).numpy().astype(np.float64)
+        reconstruction = -log_lik.astype(np.float64).mean(axis=0)
         out["nll"].append(-iw_log_likelihood(log_w, axis=0))
-        out["reconstruction"].append(-log_lik.astype(np.float64).mean(axis=0))
-        out["kl"].append(kl_dims.sum(axis=1))
+        out["reconstruction"].append(reconstruction)
         out["posterior_mean"].append(loc.numpy())
-        out["kl_per_dim"].append(kl_dims)
+        if standard:
+            kl_dims = dist.kl_per_dimension(loc, scale).numpy().astype(np.float64)
+            out["kl"].append(kl_dims.sum(axis=1))
+            out["kl_per_dim"].append(kl_dims)
+        else:
+            out["kl"].append(-log_w.astype(np.float64).mean(axis=0) - reconstruction)
         if bar is not None:
             bar.add(b)
-    result = {key: np.concatenate(v) for key, v in out.items()}
+    result = {key: np.concatenate(v) for key, v in out.items() if v}
     result["neg_elbo"] = result["reconstruction"] + result["kl"]
     return result
 
@@ -119,7 +131,7 @@ def summarize(result: dict) -> dict:
         "active_units": int(np.sum(activity > ACTIVE_UNIT_THRESHOLD)),
         "latent_dim": int(activity.shape[0]),
         "activity_per_dim": [float(v) for v in activity],
-        "kl_per_dim": [float(v) for v in np.mean(result["kl_per_dim"], axis=0)],
+        "kl_per_dim": [float(v) for v in np.mean(result["kl_per_dim"], axis=0)] if "kl_per_dim" in result else None,
     }
 
 
@@ -146,6 +158,12 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
         raise TfvaeError(f"--iw-samples must be a positive integer, got {iw_samples!r}")
     if max_examples is not None and max_examples < 1:
         raise TfvaeError(f"--max-examples must be a positive integer, got {max_examples!r}")
+    from .rundir import read_config
+
+    kind = read_config(run_dir).model.model
+    if kind in ("ae", "pca"):
+        raise TfvaeError(f"evaluate computes likelihood bounds, which --model {kind} does not define; "
+                         f"use: python cli.py compare {run_dir}")
     model, cfg = load_model(run_dir, checkpoint)
     if data_dir is not None:
         cfg.data.data_dir = data_dir
@@ -155,10 +173,12 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
     if data.image_shape != tuple(cfg.model.image_shape):
         raise TfvaeError(f"test images have shape {data.image_shape}, the model expects {tuple(cfg.model.image_shape)}")
     raw = data.test if max_examples is None else data.test[:max_examples]
+    labels = None if data.test_labels is None else data.test_labels[:len(raw)]
     images = binarize_fixed(raw, cfg.data.binarization, cfg.data.binarization_seed)
 
     start = time.perf_counter()
-    result = evaluate_images(model, images, iw_samples=iw_samples, seed=seed, chunk=chunk, progress=progress)
+    result = evaluate_images(model, images, iw_samples=iw_samples, seed=seed, chunk=chunk, progress=progress,
+                             labels=labels)
     seconds = time.perf_counter() - start
     report = {
         "protocol": {
@@ -170,7 +190,9 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
             "iw_samples": int(iw_samples),
             "sampling_seed": int(seed),
             "checkpoint": checkpoint,
-            "estimator": "log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)",
+            "estimator": "log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
+                         + ("; conditional on the test label: log p(x|y)" if cfg.model.model == "cvae" else ""),
+            "prior": cfg.model.prior,
             "units": "nats per image",
         },
         "metrics": summarize(result),
@@ -191,7 +213,8 @@ def format_report(report: dict) -> str:
         ("  KL(q‖p)", f"{m['kl']:.2f} nats"),
         ("ELBO gap (−ELBO − NLL)", f"{m['elbo_gap']:.2f} nats"),
         ("active units", f"{m['active_units']} of {m['latent_dim']}  (Cov_x E_q[z_d] > {ACTIVE_UNIT_THRESHOLD})"),
-        ("KL per dimension", " ".join(f"{v:.1f}" for v in sorted(m["kl_per_dim"], reverse=True)) + "  (nats, sorted)"),
+        ("KL per dimension", " ".join(f"{v:.1f}" for v in sorted(m["kl_per_dim"], reverse=True)) + "  (nats, sorted)"
+         if m.get("kl_per_dim") else "n/a (learned prior: KL is a Monte-Carlo estimate of the total)"),
         ("protocol", f"{p['dataset']} {p['split']}, {p['num_images']} images, binarization {p['binarization']}"
                      + (f" (seed {p['binarization_seed']})" if p["binarization_seed"] is not None else "")),
         ("time", f"{report['seconds']:.1f} s"),

@@ -1,65 +1,128 @@
-"""The VAE as a Keras 3 model with its own ``train_step`` / ``test_step``.
+"""The model family as Keras 3 models with their own ``train_step`` / ``test_step``.
 
-Loss per batch (nats per image, averaged over the batch):
+VAE loss per batch (nats per image, averaged over the batch), objective ``elbo``:
 
     loss = reconstruction + w_t · KL,   reconstruction = −E_q[log p(x|z)],
-    KL = KL(q(z|x) ‖ p(z))  (analytic),  w_t = β · min(1, t / warm-up steps)
+    KL = KL(q(z|x) ‖ p(z)),  w_t = β · min(1, t / warm-up steps)
 
 With β = 1 and no warm-up, loss = −ELBO (Kingma & Welling 2013, eq. 10); β ≠ 1 is the
-β-VAE objective (Higgins et al. 2017, eq. 4). ``neg_elbo`` = reconstruction + KL is
-tracked whatever β is, so runs with different β stay comparable.
+β-VAE objective (Higgins et al. 2017, eq. 4). KL is analytic for the standard prior and a
+Monte-Carlo estimate log q(z|x) − log p(z) on the same samples for learned priors.
+Objective ``iwae``: loss = −log (1/K) Σ_k w_k with log w_k = log p(x|z_k) + w_t·(log p(z_k) −
+log q(z_k|x)) (Burda et al. 2015, eq. 8; at w_t = 1 exactly their bound). ``neg_elbo`` =
+reconstruction + KL is tracked whatever the objective and β, so runs stay comparable.
+
+* :class:`VAE` (``--model vae``) and its conditional form (``--model cvae``: encoder and
+  decoder also take the one-hot label, Sohn et al. 2015, section 4).
+* :class:`Autoencoder` (``--model ae``): z = the encoder's mean, loss = −log p(x|z).
 """
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from . import distributions as dist
 from .config import ModelConfig
-from .networks import build_decoder, build_encoder
-from .objectives import elbo_terms
+from .networks import build_decoder, build_encoder, is_conditional
+from .objectives import elbo_terms, iw_log_likelihood
 
 METRIC_NAMES = ("loss", "neg_elbo", "reconstruction", "kl", "kl_weight")
 
 
+def split_batch(data):
+    """A pipeline element -> (x, eps, labels); eps and labels may be None.
+
+    Training batches are ``x``, ``(x, eps)`` or ``(x, eps, labels)``; held-out batches
+    ``x`` or ``(x, labels)`` (labels one-hot float32 [B, C], eps float32 [B, S, D]).
+    """
+    if not isinstance(data, (tuple, list)):
+        return data, None, None
+    if len(data) == 3:
+        return data[0], data[1], data[2]
+    if len(data) == 2 and data[1].shape.rank == 3:
+        return data[0], data[1], None
+    return data[0], None, data[1]
+
+
 class VAE(keras.Model):
-    """Variational autoencoder with a diagonal-Gaussian posterior and a N(0, I) prior.
+    """Variational autoencoder with a diagonal-Gaussian posterior.
 
     Args:
-        config: the model configuration (``image_shape`` must be set).
+        config: the model configuration (``image_shape`` must be set; for ``cvae``,
+            ``num_classes`` too).
         beta: KL weight β ≥ 0.
         kl_warmup_steps: the KL weight rises linearly from 0 to β over this many
             optimizer steps (0: no warm-up).
         mc_samples: reparameterized samples of z per image in the reconstruction term.
+        objective: ``elbo`` or ``iwae``.
+        iw_samples: K of the ``iwae`` objective.
+        free_bits: λ nats per dimension (Kingma et al. 2016, eq. 15); 0: off.
         seed: seed of the z noise (a ``keras.random.SeedGenerator``).
 
     Attributes:
-        encoder: Keras model images [B, H, W, C] -> {"loc", "scale"} [B, D].
-        decoder: Keras model z [B, D] -> likelihood parameters [B, H, W, C].
+        encoder: Keras model images [B, H, W, C] (and labels [B, C] for cvae) ->
+            {"loc", "scale"} [B, D].
+        decoder: Keras model z [B, D] (and labels) -> likelihood parameters [B, H, W, C].
+        checkpoint_monitor: the validation metric that picks the best checkpoint.
 
-    Calling the model on images [B, H, W, C] returns the decoder's parameters at the
-    posterior mean (a deterministic reconstruction).
+    Calling the model on images [B, H, W, C] (or ``[images, labels]``) returns the
+    decoder's parameters at the posterior mean (a deterministic reconstruction).
     """
 
     def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
-                 mc_samples: int = 1, seed=None, **kwargs):
-        super().__init__(name=kwargs.pop("name", "vae"), **kwargs)
+                 mc_samples: int = 1, objective: str = "elbo", iw_samples: int = 1, free_bits: float = 0.0,
+                 seed=None, **kwargs):
+        super().__init__(name=kwargs.pop("name", config.model), **kwargs)
         if config.image_shape is None:
-            raise ValueError("ModelConfig.image_shape must be set before building a VAE")
+            raise ValueError("ModelConfig.image_shape must be set before building a model")
+        if is_conditional(config) and config.num_classes < 1:
+            raise ValueError("a conditional VAE needs ModelConfig.num_classes >= 1")
         self.config = config
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.mc_samples = int(mc_samples)
+        self.objective = objective
+        self.iw_samples = int(iw_samples)
+        self.free_bits = float(free_bits)
         self.encoder = build_encoder(config)
         self.decoder = build_decoder(config)
         self.seed_generator = keras.random.SeedGenerator(seed, name="z_noise")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+        self.checkpoint_monitor = "val_loss" if objective == "iwae" else "val_neg_elbo"
+        m = config.prior_components
+        d = config.latent_dim
+        if config.prior == "mog":
+            rng = np.random.default_rng(0 if seed is None else seed)
+            self.prior_logits = self.add_weight(name="prior_logits", shape=(m,), initializer="zeros")
+            self.prior_loc = self.add_weight(
+                name="prior_loc", shape=(m, d),
+                initializer=keras.initializers.Constant(rng.standard_normal((m, d)).astype(np.float32)))
+            self.prior_raw_scale = self.add_weight(
+                name="prior_raw_scale", shape=(m, d), initializer=keras.initializers.Constant(math.log(math.e - 1)))
+        elif config.prior == "vamp":
+            self.pseudo_inputs_raw = self.add_weight(
+                name="pseudo_inputs_raw", shape=(m, *config.image_shape),
+                initializer=keras.initializers.RandomNormal(-1.0, 0.5, seed=seed))
+
+    metric_names = METRIC_NAMES
 
     @property
     def metrics(self):
         # Returned here so that Keras resets the trackers at the start of each epoch.
         return list(self.trackers.values())
+
+    @property
+    def conditional(self) -> bool:
+        """True for a conditional VAE (networks take the one-hot label)."""
+        return is_conditional(self.config)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
 
     # ---- the three distributions ----------------------------------------------------
     @property
@@ -67,29 +130,87 @@ class VAE(keras.Model):
         """D, the dimension of z."""
         return self.config.latent_dim
 
-    def posterior(self, x, training=False):
-        """q(z|x) for images x [B, H, W, C]: MultivariateNormalDiag, batch [B], event [D]."""
-        params = self.encoder(x, training=training)
+    def _with_labels(self, inputs, labels):
+        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        if not self.conditional:
+            return inputs
+        if labels is None:
+            raise ValueError("a conditional VAE needs the labels (one-hot [B, num_classes])")
+        return [inputs, tf.convert_to_tensor(labels, tf.float32)]
+
+    def posterior(self, x, labels=None, training=False):
+        """q(z|x) for images x [B, H, W, C] (labels one-hot [B, C] for cvae):
+        MultivariateNormalDiag, batch [B], event [D]."""
+        params = self.encoder(self._with_labels(x, labels), training=training)
         return dist.posterior(params["loc"], params["scale"])
 
-    def prior(self):
-        """p(z) = N(0, I_D)."""
-        return dist.prior(self.latent_dim)
+    def pseudo_inputs(self):
+        """The VampPrior's pseudo-inputs u_m = sigmoid(raw), float32 [M, H, W, C] in (0, 1)."""
+        return tf.sigmoid(self.pseudo_inputs_raw)
 
-    def likelihood(self, z, training=False):
-        """p(x|z) for z [..., D] (any leading shape): Independent, event [H, W, C]."""
+    def prior(self):
+        """p(z), event [D]: N(0, I); a learned mixture of Gaussians; or the VampPrior
+        (1/M) Σ_m q(z|u_m) (Tomczak & Welling 2018, eq. 9)."""
+        kind = self.config.prior
+        if kind == "standard":
+            return dist.prior(self.latent_dim)
+        if kind == "mog":
+            scale = tf.nn.softplus(self.prior_raw_scale) + self.config.scale_floor
+            return dist.mixture_prior(self.prior_logits, self.prior_loc, scale)
+        params = self.encoder(self.pseudo_inputs(), training=False)
+        m = self.config.prior_components
+        return dist.mixture_prior(tf.zeros([m]), params["loc"], params["scale"])
+
+    def prior_mixture(self):
+        """p(z) as a Gaussian mixture: (log weights [M], loc [M, D], scale [M, D]) numpy
+        float64 (M = 1, loc 0, scale 1 for the standard prior)."""
+        kind = self.config.prior
+        d = self.latent_dim
+        if kind == "standard":
+            return np.zeros(1), np.zeros((1, d)), np.ones((1, d))
+        p = self.prior()
+        log_w = tf.nn.log_softmax(p.mixture_distribution.logits).numpy().astype(np.float64)
+        comp = p.components_distribution
+        return log_w, comp.mean().numpy().astype(np.float64), comp.stddev().numpy().astype(np.float64)
+
+    def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
+        """n draws z ~ p(z) with numpy's ``default_rng(seed)`` (outside any graph): float32 [n, D]."""
+        rng = np.random.default_rng(seed)
+        eps = rng.standard_normal((n, self.latent_dim))
+        if self.config.prior == "standard":
+            return eps.astype(np.float32)
+        log_w, loc, scale = self.prior_mixture()
+        comp = rng.choice(len(log_w), size=n, p=np.exp(log_w - np.logaddexp.reduce(log_w)))
+        return (loc[comp] + scale[comp] * eps).astype(np.float32)
+
+    def likelihood(self, z, labels=None, training=False):
+        """p(x|z) for z [..., D] (any leading shape; labels [B, C] broadcast over the
+        leading sample axes): Independent, event [H, W, C]."""
         lead = tf.shape(z)[:-1]
-        params = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
+        flat = tf.reshape(z, [-1, self.latent_dim])
+        if self.conditional:
+            labels = tf.cast(labels, tf.float32)
+            labels = tf.reshape(tf.broadcast_to(labels, tf.concat([lead, tf.shape(labels)[-1:]], 0)),
+                                [-1, self.num_classes])
+        params = self.decoder(self._with_labels(flat, labels), training=training)
         params = {k: tf.reshape(v, tf.concat([lead, tf.shape(v)[1:]], 0)) for k, v in params.items()}
         return dist.likelihood(params, self.config.likelihood, self.config.sigma)
 
-    def decode_mean(self, z):
-        """E[x|z] in [0, 1] for z [B, D]: float32 [B, H, W, C]."""
-        return dist.likelihood_mean(self.decoder(z, training=False), self.config.likelihood)
+    def decode_mean(self, z, labels=None):
+        """E[x|z] in [0, 1] for z [B, D] (labels one-hot [B, C] for cvae): float32 [B, H, W, C]."""
+        params = self.decoder(self._with_labels(z, labels), training=False)
+        return dist.likelihood_mean(params, self.config.likelihood)
 
-    def call(self, x, training=False):
-        params = self.encoder(x, training=training)
-        return self.decoder(params["loc"], training=training)
+    def encode_mean(self, x, labels=None):
+        """The posterior mean E_q[z|x] (the code used for reconstructions): float32 [B, D]."""
+        return self.encoder(self._with_labels(x, labels), training=False)["loc"]
+
+    def call(self, inputs, training=False):
+        x, labels = (inputs[0], inputs[1]) if isinstance(inputs, (list, tuple)) else (inputs, None)
+        if self.conditional and labels is None:
+            labels = tf.zeros([tf.shape(x)[0], self.num_classes])
+        params = self.encoder(self._with_labels(x, labels), training=training)
+        return self.decoder(self._with_labels(params["loc"], labels), training=training)
 
     # ---- objective ------------------------------------------------------------------
     def kl_weight(self):
@@ -99,53 +220,142 @@ class VAE(keras.Model):
         step = tf.cast(self.optimizer.iterations + 1, tf.float32)
         return self.beta * tf.minimum(1.0, step / float(self.kl_warmup_steps))
 
-    def elbo_terms(self, x, training=False, samples=None, eps=None):
+    def _noise(self, x, samples, eps):
+        if eps is None:
+            return keras.random.normal((samples, tf.shape(x)[0], self.latent_dim), seed=self.seed_generator)
+        return tf.transpose(eps, [1, 0, 2])  # [S, B, D]
+
+    def elbo_terms(self, x, labels=None, training=False, samples=None, eps=None):
         """(reconstruction, kl) per image, float32 [B] each, in nats (see objectives.elbo_terms).
 
         ``eps`` [B, S, D]: standard-normal noise per image (the training pipeline supplies
         it, so each image's noise is the same whichever device or replica it lands on);
         when None, S = ``samples`` (default ``mc_samples``) draws come from the model's
-        seed generator.
+        seed generator. KL is analytic for the standard prior, else the Monte-Carlo
+        estimate mean_s [log q(z_s|x) − log p(z_s)].
         """
-        q = self.posterior(x, training=training)
-        if eps is None:
-            s = self.mc_samples if samples is None else samples
-            eps = keras.random.normal((s, tf.shape(x)[0], self.latent_dim), seed=self.seed_generator)
-        else:
-            eps = tf.transpose(eps, [1, 0, 2])  # [S, B, D]
-        return elbo_terms(x, q, self.prior(), lambda z: self.likelihood(z, training=training), eps)
+        q = self.posterior(x, labels, training=training)
+        eps = self._noise(x, self.mc_samples if samples is None else samples, eps)
+        lik = lambda z: self.likelihood(z, labels, training=training)  # noqa: E731
+        if self.config.prior == "standard":
+            return elbo_terms(x, q, self.prior(), lik, eps)
+        z = q.mean() + q.stddev() * eps
+        reconstruction = -tf.reduce_mean(lik(z).log_prob(x), axis=0)
+        kl = tf.reduce_mean(q.log_prob(z) - self.prior().log_prob(z), axis=0)
+        return reconstruction, kl
 
-    def _update(self, loss, reconstruction, kl, weight):
-        values = {"loss": loss, "neg_elbo": reconstruction + kl, "reconstruction": reconstruction,
-                  "kl": kl, "kl_weight": weight}
+    def losses_for(self, x, labels=None, eps=None, training=False):
+        """(loss, reconstruction, kl, weight): batch means in nats, float32 scalars."""
+        weight = self.kl_weight()
+        if self.objective == "iwae":
+            q = self.posterior(x, labels, training=training)
+            eps = self._noise(x, self.iw_samples, eps)
+            z = q.mean() + q.stddev() * eps  # [K, B, D]
+            log_lik = self.likelihood(z, labels, training=training).log_prob(x)  # [K, B]
+            log_ratio = self.prior().log_prob(z) - q.log_prob(z)  # log p(z) − log q(z|x)
+            bound = iw_log_likelihood(log_lik + weight * log_ratio, axis=0)
+            reconstruction, kl = -tf.reduce_mean(log_lik), -tf.reduce_mean(log_ratio)
+            return -tf.reduce_mean(bound), reconstruction, kl, weight
+        reconstruction, kl = self.elbo_terms(x, labels, training=training, eps=eps)
+        reconstruction, kl_mean = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
+        kl_term = kl_mean
+        if self.free_bits > 0:
+            kl_term = self.free_bits_kl(self.posterior(x, labels, training=training))
+        return reconstruction + weight * kl_term, reconstruction, kl_mean, weight
+
+    def free_bits_kl(self, q):
+        """Σ_d max(λ, KL_d), KL_d = the batch mean of KL(q(z_d|x) ‖ N(0, 1)) in nats
+        (Kingma et al. 2016, eq. 15): no dimension's KL term falls below λ."""
+        per_dim = tf.reduce_mean(dist.kl_per_dimension(q.mean(), q.stddev()), axis=0)
+        return tf.reduce_sum(tf.maximum(per_dim, self.free_bits))
+
+    def _update(self, **values):
         for name, value in values.items():
             self.trackers[name].update_state(value)
         return {name: t.result() for name, t in self.trackers.items()}
 
     def train_step(self, data):
-        x, eps = data if isinstance(data, (tuple, list)) else (data, None)
+        x, eps, labels = split_batch(data)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self.elbo_terms(x, training=True, eps=eps)
-            reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
-            weight = self.kl_weight()
-            loss = reconstruction + weight * kl
+            loss, reconstruction, kl, weight = self.losses_for(x, labels, eps=eps, training=True)
             # Under tf.distribute each replica sees batch/R images; dividing its mean by R
             # makes the summed gradient equal the single-device gradient of the global batch.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._update(loss, reconstruction, kl, weight)
+        return self._update(loss=loss, neg_elbo=reconstruction + kl, reconstruction=reconstruction, kl=kl,
+                            kl_weight=weight)
 
     def test_step(self, data):
-        x = data[0] if isinstance(data, (tuple, list)) else data
-        reconstruction, kl = self.elbo_terms(x, training=False)
-        reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
-        weight = self.kl_weight()
-        return self._update(reconstruction + weight * kl, reconstruction, kl, weight)
+        x, _, labels = split_batch(data)
+        loss, reconstruction, kl, weight = self.losses_for(x, labels, training=False)
+        return self._update(loss=loss, neg_elbo=reconstruction + kl, reconstruction=reconstruction, kl=kl,
+                            kl_weight=weight)
 
 
-def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, seed=None) -> VAE:
-    """Construct a :class:`VAE` and build its weights (one call on a zero image)."""
-    model = VAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples, seed=seed)
-    model(tf.zeros([1] + list(config.image_shape)))
+class Autoencoder(VAE):
+    """Deterministic autoencoder: the VAE's encoder and decoder, z = the encoder's mean,
+    loss = reconstruction = −log p(x|z) in nats per image (no KL term, no prior in the
+    loss). Its encoder's scale output is unused.
+
+    Sampling (``sample_prior``) decodes z ~ N(0, I), as the lectures do; ``code_gaussian``
+    (mean [D], covariance [D, D]), fitted to the training codes after training, gives the
+    better baseline (``sample_codes``).
+    """
+
+    metric_names = ("loss", "reconstruction")
+
+    def __init__(self, config: ModelConfig, seed=None, **kwargs):
+        super().__init__(config, seed=seed, **kwargs)
+        self.checkpoint_monitor = "val_reconstruction"
+        self.code_gaussian = None
+
+    def losses_for(self, x, labels=None, eps=None, training=False):
+        z = self.encoder(x, training=training)["loc"]
+        reconstruction = -tf.reduce_mean(self.likelihood(z, training=training).log_prob(x))
+        return reconstruction, reconstruction, None, None
+
+    def train_step(self, data):
+        x, _, _ = split_batch(data)
+        with tf.GradientTape() as tape:
+            loss, _, _, _ = self.losses_for(x, training=True)
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return self._update(loss=loss, reconstruction=loss)
+
+    def test_step(self, data):
+        x, _, _ = split_batch(data)
+        loss, _, _, _ = self.losses_for(x)
+        return self._update(loss=loss, reconstruction=loss)
+
+    def sample_codes(self, n: int, seed: int = 0) -> np.ndarray:
+        """n draws from the Gaussian fitted to the training codes: float32 [n, D].
+
+        Raises:
+            ValueError: no fitted Gaussian (``code_gaussian`` is None).
+        """
+        if self.code_gaussian is None:
+            raise ValueError("this autoencoder has no Gaussian fitted to its training codes")
+        mean, cov = self.code_gaussian
+        return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
+
+
+def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, seed=None, objective="elbo",
+                iw_samples=1, free_bits=0.0):
+    """Construct the model ``config.model`` names (``vae``, ``cvae``: :class:`VAE`; ``ae``:
+    :class:`Autoencoder`) and build its weights (one call on zero inputs).
+
+    Raises:
+        ValueError: ``config.model`` is ``pca`` (not a Keras model: see ``tfvae.pca``) or unknown.
+    """
+    if config.model == "ae":
+        model = Autoencoder(config, seed=seed)
+    elif config.model in ("vae", "cvae"):
+        model = VAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples, objective=objective,
+                    iw_samples=iw_samples, free_bits=free_bits, seed=seed)
+    else:
+        raise ValueError(f"build_model: {config.model!r} is not a Keras model family")
+    x = tf.zeros([1] + list(config.image_shape))
+    model([x, tf.zeros([1, config.num_classes])] if model.conditional else x)
     return model

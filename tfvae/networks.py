@@ -73,8 +73,17 @@ def _low_resolution(image_shape, n_down: int):
     return math.ceil(h / 2**n_down), math.ceil(w / 2**n_down)
 
 
+def is_conditional(cfg: ModelConfig) -> bool:
+    """True for a conditional VAE, whose networks take the one-hot label as a second input."""
+    return cfg.model == "cvae"
+
+
 def build_encoder(cfg: ModelConfig) -> keras.Model:
-    """Encoder network named ``encoder``: images [B, H, W, C] -> {"loc", "scale"} [B, D] float32."""
+    """Encoder network named ``encoder``: images [B, H, W, C] -> {"loc", "scale"} [B, D] float32.
+
+    For a conditional VAE the inputs are ``[images, labels]`` with labels one-hot
+    float32 [B, num_classes], concatenated with the flattened features (Sohn et al. 2015).
+    """
     shape = tuple(cfg.image_shape)
     inputs = keras.Input(shape, name="images")
     h = inputs
@@ -82,6 +91,10 @@ def build_encoder(cfg: ModelConfig) -> keras.Model:
         for i, f in enumerate(cfg.conv_filters):
             h = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(h)
     h = layers.Flatten(name="flatten")(h)
+    if is_conditional(cfg):
+        labels = keras.Input((cfg.num_classes,), name="labels")
+        h = layers.Concatenate(name="with_labels")([h, labels])
+        inputs = [inputs, labels]
     for i, units in enumerate(cfg.hidden_units):
         h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
     loc = layers.Dense(cfg.latent_dim, name="loc")(h)
@@ -90,11 +103,19 @@ def build_encoder(cfg: ModelConfig) -> keras.Model:
 
 
 def build_decoder(cfg: ModelConfig) -> keras.Model:
-    """Decoder network named ``decoder``: z [B, D] -> likelihood parameters [B, H, W, C] float32."""
+    """Decoder network named ``decoder``: z [B, D] -> likelihood parameters [B, H, W, C] float32.
+
+    For a conditional VAE the inputs are ``[z, labels]`` (labels one-hot [B, num_classes]).
+    """
     shape = tuple(cfg.image_shape)
     height, width, channels = shape
     z = keras.Input((cfg.latent_dim,), name="z")
     h = z
+    inputs = z
+    if is_conditional(cfg):
+        labels = keras.Input((cfg.num_classes,), name="labels")
+        h = layers.Concatenate(name="with_labels")([z, labels])
+        inputs = [z, labels]
     for i, units in enumerate(reversed(cfg.hidden_units)):
         h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
     if cfg.arch == "conv":
@@ -128,7 +149,7 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
         outputs = {"loc": loc}
         if cfg.sigma == "learned":
             outputs["scale"] = PixelScale(shape, name="scale")(z)
-    return keras.Model(z, outputs, name="decoder")
+    return keras.Model(inputs, outputs, name="decoder")
 
 
 def count_flops(model: keras.Model) -> int:

@@ -100,7 +100,7 @@ def save_loss_curves(metrics_csv, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     # Start the −ELBO axis after the first epoch so the interesting part is visible.
-    if len(rows) > 2:
+    if len(rows) > 2 and "neg_elbo" in rows[0]:
         vals = [float(r["val_neg_elbo"]) for r in rows[1:] if r.get("val_neg_elbo")] + [float(r["neg_elbo"]) for r in rows[1:]]
         lo, hi = min(vals), max(vals)
         axes[0].set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))

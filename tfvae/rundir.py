@@ -74,12 +74,17 @@ def load_model(run_dir, which: str = "best"):
             ``last`` when absent.
 
     Returns:
-        (model, RunConfig).
+        (model, RunConfig): a :class:`tfvae.models.VAE` (``vae``, ``cvae``), an
+        :class:`tfvae.models.Autoencoder` (``ae``) or a :class:`tfvae.pca.PPCA` (``pca``).
 
     Raises:
         TfvaeError: missing config or checkpoint, or weights that do not fit the config.
     """
     cfg = read_config(run_dir)
+    if cfg.model.model == "pca":
+        from .pca import load_pca
+
+        return load_pca(run_dir), cfg
     path = checkpoint_path(run_dir, which)
     if which == "best" and not path.is_file():
         path = checkpoint_path(run_dir, "last")
@@ -87,9 +92,17 @@ def load_model(run_dir, which: str = "best"):
         raise TfvaeError(f"{run_dir} is not a complete run: {path.relative_to(run_dir)} is missing")
     from .models import build_model
 
-    model = build_model(cfg.model, beta=cfg.train.beta, mc_samples=cfg.train.mc_samples, seed=cfg.train.seed)
+    t = cfg.train
+    model = build_model(cfg.model, beta=t.beta, mc_samples=t.mc_samples, seed=t.seed, objective=t.objective,
+                        iw_samples=t.train_iw_samples, free_bits=t.free_bits)
     try:
         model.load_weights(str(path))
     except Exception as exc:  # h5py / keras raise many types for a bad file
         raise TfvaeError(f"{path}: cannot load weights ({' '.join(str(exc).split())[:200]})") from None
+    gaussian = Path(run_dir) / "code_gaussian.npz"
+    if cfg.model.model == "ae" and gaussian.is_file():
+        import numpy as np
+
+        with np.load(gaussian) as f:
+            model.code_gaussian = (f["mean"], f["cov"])
     return model, cfg

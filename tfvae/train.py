@@ -28,7 +28,7 @@ from .data import binarize_fixed, heldout_pipeline, load_dataset, train_pipeline
 from .errors import TfvaeError
 from .models import build_model
 from .rundir import checkpoint_path, new_run_dir
-from .sample import sample_means
+from .sample import sample_means, sample_title
 
 FIGURE_IMAGES = 16  # test images shown in reconstructions.png
 
@@ -97,9 +97,9 @@ def _completed_epochs(run_dir: Path) -> int:
         return 0
 
 
-def _truncate_metrics(path: Path, epochs: int) -> float:
+def _truncate_metrics(path: Path, epochs: int, monitor: str = "val_neg_elbo") -> float:
     """Keep the header and the rows of epochs < ``epochs`` (a resumed run rewrites the
-    rest); return the best ``val_neg_elbo`` among the kept rows."""
+    rest); return the best ``monitor`` value among the kept rows."""
     if not path.is_file():
         return math.inf
     with open(path, newline="") as fh:
@@ -109,7 +109,7 @@ def _truncate_metrics(path: Path, epochs: int) -> float:
     header, body = rows[0], [r for r in rows[1:] if r and int(r[0]) < epochs]
     with open(path, "w", newline="") as fh:
         csv.writer(fh).writerows([header] + body)
-    col = header.index("val_neg_elbo") if "val_neg_elbo" in header else None
+    col = header.index(monitor) if monitor in header else None
     values = [float(r[col]) for r in body if col is not None and r[col] not in ("", "nan")]
     return min(values, default=math.inf)
 
@@ -154,6 +154,8 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         cfg = read_config(run_dir)
         if (run_dir / "summary.json").is_file():
             raise TfvaeError(f"--resume {run_dir}: the run already finished all {cfg.train.epochs} epochs")
+        if resume_learning_rate is not None and cfg.train.lr_schedule != "constant":
+            raise TfvaeError(f"--learning-rate cannot be changed on resume with --lr-schedule {cfg.train.lr_schedule}")
         if resume_learning_rate is not None and resume_learning_rate != cfg.train.learning_rate:
             cfg.meta.setdefault("learning_rate_changes", []).append(
                 {"from_epoch": _completed_epochs(run_dir), "old": cfg.train.learning_rate, "new": resume_learning_rate})
@@ -176,6 +178,10 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         tf.config.experimental.enable_op_determinism()
 
     data = load_dataset(cfg.data)
+    if cfg.model.model == "cvae" and not resume:
+        if data.train_labels is None or not data.class_names:
+            raise TfvaeError(f"--model cvae needs labels; dataset {cfg.data.dataset} has none")
+        cfg.model.num_classes = len(data.class_names)
     if not resume:
         cfg.model.image_shape = list(data.image_shape)
         cfg.meta.update({
@@ -196,37 +202,57 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         run_dir = new_run_dir(run_dir)
         cfg.save(run_dir / "config.json")
         start_epoch, best_so_far = 0, math.inf
+        if cfg.model.model == "pca":
+            from .pca import fit_run
+
+            return fit_run(cfg, data, run_dir)
     else:
         if list(data.image_shape) != list(cfg.model.image_shape):
             raise TfvaeError(f"--resume {run_dir}: the data now has shape {data.image_shape}, "
                              f"the run was trained on {tuple(cfg.model.image_shape)}")
         start_epoch = _completed_epochs(run_dir)
-        best_so_far = _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+        best_so_far = math.inf
 
     keras.utils.set_random_seed(t.seed)
     steps_per_epoch = math.ceil(len(data.train) / t.batch_size)
+    m = cfg.model
+    labels = labels_val = None
+    if m.model == "cvae":
+        labels, labels_val = data.train_labels, data.validation_labels
     with distribution.scope():
-        model = build_model(cfg.model, beta=t.beta, kl_warmup_steps=t.kl_warmup_epochs * steps_per_epoch,
-                            mc_samples=t.mc_samples, seed=t.seed)
-        model.compile(optimizer=keras.optimizers.Adam(t.learning_rate), jit_compile=bool(t.jit))
+        model = build_model(m, beta=t.beta, kl_warmup_steps=t.kl_warmup_epochs * steps_per_epoch,
+                            mc_samples=t.mc_samples, seed=t.seed, objective=t.objective,
+                            iw_samples=t.train_iw_samples, free_bits=t.free_bits)
+        model.compile(optimizer=make_optimizer(t, steps_per_epoch), jit_compile=bool(t.jit),
+                      steps_per_execution=t.steps_per_execution)
+    if start_epoch > 0:
+        best_so_far = _truncate_metrics(run_dir / "metrics.csv", start_epoch, model.checkpoint_monitor)
 
+    samples = t.train_iw_samples if t.objective == "iwae" else t.mc_samples
     train_ds = train_pipeline(data.train, t.batch_size, cfg.data.binarization, t.seed,
-                              noise_shape=(t.mc_samples, cfg.model.latent_dim), start_epoch=start_epoch)
-    val_ds = heldout_pipeline(data.validation, max(t.batch_size, 500), cfg.data.binarization, cfg.data.binarization_seed)
+                              noise_shape=None if m.model == "ae" else (samples, m.latent_dim),
+                              start_epoch=start_epoch, labels=labels, num_classes=m.num_classes)
+    val_ds = heldout_pipeline(data.validation, max(t.batch_size, 500), cfg.data.binarization, cfg.data.binarization_seed,
+                              labels=labels_val, num_classes=m.num_classes)
     timer, nonfinite, interrupt = EpochTimer(len(data.train)), StopOnNonFinite(), GracefulInterrupt()
+    ema = EMAForEvaluation() if t.ema_decay > 0 else None
     callbacks = [
         timer,  # first, so the seconds it adds reach CSVLogger
         nonfinite,
+        *([ema] if ema else []),  # validation runs on the averaged weights
         keras.callbacks.CSVLogger(str(run_dir / "metrics.csv"), append=start_epoch > 0),
-        AtomicCheckpoint(run_dir / "checkpoints", best_so_far=best_so_far),
+        AtomicCheckpoint(run_dir / "checkpoints", monitor=model.checkpoint_monitor, best_so_far=best_so_far),
+        # The checkpoints hold the averaged weights; training continues from the raw ones.
+        *([ema.restore_callback()] if ema else []),
         # After the CSV row, so a kill between the two repeats the row (trimmed on resume)
         # rather than losing it.
         FiniteBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
-        # After the restore, which also brings back the old learning rate: use the configured one.
-        keras.callbacks.LambdaCallback(on_train_begin=lambda logs: setattr(model.optimizer, "learning_rate",
-                                                                           t.learning_rate)),
         interrupt,  # last: stops only after the epoch's checkpoint and backup
     ]
+    if t.lr_schedule == "constant":
+        # After the restore, which also brings back the old learning rate: use the configured one.
+        callbacks.insert(-1, keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: setattr(model.optimizer, "learning_rate", t.learning_rate)))
     start = time.perf_counter()
     history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds, epochs=t.epochs,
                         callbacks=callbacks,
@@ -247,8 +273,10 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # finished: nothing left to resume
     # Pictures use the weights with the best validation −ELBO, as evaluate does.
     model.load_weights(str(checkpoint_path(run_dir, "best")))
+    if m.model == "ae":
+        fit_code_gaussian(model, data.train, cfg, run_dir)
     write_figures(model, cfg, data, run_dir)
-    val = history.history.get("val_neg_elbo", [])
+    val = history.history.get(model.checkpoint_monitor, [])
     summary = {
         "run_dir": str(run_dir),
         "epochs": t.epochs,
@@ -257,23 +285,91 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         "seconds_per_epoch": float(np.median([e for e, _ in timer.history])) if timer.history else None,
         "train_images_per_second": float(np.median([len(data.train) / s for _, s in timer.history]))
         if timer.history else None,
-        "best_val_neg_elbo": float(min([best_so_far] + list(val))),
-        "final_val_neg_elbo": float(val[-1]) if val else None,
+        "best_val_neg_elbo": float(min([best_so_far] + list(val))) if m.model != "ae" else None,
+        "final_val_neg_elbo": float(val[-1]) if val and m.model != "ae" else None,
+        "checkpoint_monitor": model.checkpoint_monitor,
+        "best_val_monitor": float(min([best_so_far] + list(val))),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
+def make_optimizer(t, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with ``learning_rate`` held constant or cosine-decayed to 1% over all epochs,
+    and Keras's exponential moving average of the weights when ``ema_decay`` > 0."""
+    lr = t.learning_rate
+    if t.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch, alpha=0.01)
+    if t.ema_decay > 0:
+        return keras.optimizers.Adam(lr, use_ema=True, ema_momentum=t.ema_decay)
+    return keras.optimizers.Adam(lr)
+
+
+class EMAForEvaluation(keras.callbacks.Callback):
+    """During ``fit``, validate and checkpoint the optimizer's moving average of the weights.
+
+    At validation start the model's trainable variables are swapped for their averages
+    (the raw values are kept aside); the callback from :meth:`restore_callback`, placed
+    after the checkpoint callbacks, swaps the raw values back at the epoch's end, so
+    training continues from them and the checkpoints hold the averages.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw = None
+
+    def on_test_begin(self, logs=None):
+        if self._raw is not None:
+            return
+        averages = self.model.optimizer._model_variables_moving_average
+        variables = self.model.trainable_variables
+        self._raw = [v.numpy() for v in variables]
+        for var, avg in zip(variables, averages):
+            var.assign(avg)
+
+    def restore(self):
+        if self._raw is None:
+            return
+        for var, raw in zip(self.model.trainable_variables, self._raw):
+            var.assign(raw)
+        self._raw = None
+
+    def restore_callback(self) -> keras.callbacks.Callback:
+        return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self.restore())
+
+
+CODE_GAUSSIAN = "code_gaussian.npz"
+
+
+def fit_code_gaussian(model, images, cfg: RunConfig, run_dir) -> None:
+    """Fit N(mean, cov) to an autoencoder's codes of the training images and save it as
+    RUN_DIR/code_gaussian.npz (mean [D], cov [D, D] float64)."""
+    from .latent import posterior_means
+
+    x = binarize_fixed(images, cfg.data.binarization, cfg.data.binarization_seed)
+    codes = posterior_means(model, x).astype(np.float64)
+    mean, cov = codes.mean(axis=0), np.cov(codes, rowvar=False).reshape(codes.shape[1], codes.shape[1])
+    np.savez(Path(run_dir) / CODE_GAUSSIAN, mean=mean, cov=cov)
+    model.code_gaussian = (mean, cov)
+
+
 def write_figures(model, cfg: RunConfig, data, run_dir) -> None:
-    """reconstructions.png (test images above reconstructions), samples.png, loss.png."""
+    """reconstructions.png (test images above reconstructions), samples.png, loss.png
+    (and, for an autoencoder, samples_fitted.png from the Gaussian fitted to its codes)."""
     figures = Path(run_dir) / "figures"
     shown = data.test if data.test is not None else data.validation
+    shown_labels = data.test_labels if data.test is not None else data.validation_labels
     originals = binarize_fixed(shown[:FIGURE_IMAGES], cfg.data.binarization, cfg.data.binarization_seed)
-    z = model.posterior(originals).mean()
-    recon = model.decode_mean(z).numpy()
+    onehot = None
+    if getattr(model, "conditional", False):
+        onehot = np.eye(cfg.model.num_classes, dtype=np.float32)[shown_labels[:FIGURE_IMAGES]]
+    recon = model.decode_mean(model.encode_mean(originals, onehot), onehot).numpy()
     plots.save_image_grid(np.concatenate([originals, recon]), figures / "reconstructions.png", rows=2,
                           title="test images (top) and reconstructions E[x|z=mean of q(z|x)] (bottom)")
     plots.save_image_grid(sample_means(model, 64, seed=cfg.train.seed), figures / "samples.png", rows=8,
-                          title="E[x|z], z ~ p(z) = N(0, I)")
+                          title=sample_title(model))
+    if cfg.model.model == "ae":
+        plots.save_image_grid(sample_means(model, 64, seed=cfg.train.seed, source="fitted"),
+                              figures / "samples_fitted.png", rows=8, title=sample_title(model, "fitted"))
     plots.save_loss_curves(Path(run_dir) / "metrics.csv", figures / "loss.png")
 
