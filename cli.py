@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from tfvae.config import (ARCHITECTURES, BINARIZATIONS, LIKELIHOODS, LR_SCHEDULES, MODELS, OBJECTIVES, PRIORS, DataConfig,
+from tfvae.config import (ARCHITECTURES, BINARIZATIONS, LIKELIHOODS, LR_SCHEDULES, MODELS, OBJECTIVES, PRECISIONS, PRIORS, DataConfig,
                           ModelConfig, RunConfig, TrainConfig)
 from tfvae.errors import TfvaeError
 
@@ -158,6 +158,9 @@ def cli():
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
 @click.option("--steps-per-execution", type=int, default=D_TRAIN.steps_per_execution, show_default=True,
               help="Optimizer steps per tf.function call (fewer Python round trips).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=D_TRAIN.precision, show_default=True,
+              help="Training arithmetic of the hidden layers: float32, or mixed precision (mixed_bfloat16 on CPUs "
+                   "with AVX512-BF16/AMX; mixed_float16 on GPUs). Variables, outputs and evaluation stay float32.")
 @click.option("--beta", type=float, default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
 @click.option("--kl-warmup-epochs", type=int, default=D_TRAIN.kl_warmup_epochs, show_default=True,
               help="Raise the KL weight linearly from 0 to β over this many epochs.")
@@ -185,7 +188,7 @@ def cli():
                    "and --deterministic may be given with it.")
 def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, model, preset, arch,
           latent_dim, likelihood, sigma, hidden_units, conv_filters, prior, prior_components, objective,
-          train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, beta, kl_warmup_epochs,
+          train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
           mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
           resume_dir):
     """Train a VAE and write a run directory (or continue one with --resume).
@@ -298,7 +301,7 @@ def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_di
 def sample(run_dir, num, out, seed, checkpoint, force, label, source):
     """Draw z from the prior, decode the likelihood means E[x|z] and save a grid."""
     from tfvae.rundir import read_config
-    from tfvae.sample import check_label
+    from tfvae.rundir import check_label
 
     cfg = read_config(run_dir)
     if label is not None:

@@ -91,6 +91,18 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["train", "--sigma", "wide", "--likelihood", "gaussian"], "--sigma"),
         (["train", "--hidden-units", "64,x"], "--hidden-units"),
         (["train", "--devices", "/cpu:0"], "--devices"),
+        # train: the model family and recipes
+        (["train", "--model", "gan"], "--model"),
+        (["train", "--objective", "iwae", "--train-iw-samples", "0"], "--train-iw-samples"),
+        (["train", "--objective", "iwae", "--train-iw-samples", "-3"], "--train-iw-samples"),
+        (["train", "--train-iw-samples", "5"], "--objective iwae"),
+        (["train", "--model", "ae", "--objective", "iwae", "--train-iw-samples", "5"], "--objective iwae"),
+        (["train", "--prior", "vamp", "--model", "pca"], "--prior"),
+        (["train", "--free-bits", "-1"], "--free-bits"),
+        (["train", "--free-bits", "0.5", "--prior", "mog"], "--free-bits"),
+        (["train", "--ema-decay", "1"], "--ema-decay"),
+        (["train", "--preset", "mnist-worst"], "--preset"),
+        (["train", "--resume", run, "--preset", "mnist-best"], "--preset"),
         # train: data and folders
         (["train", "--dataset", "mnsit"], "mnist"),
         (["train", "--idx-dir", tmp_path / "missing"], "not a folder"),
@@ -114,6 +126,14 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["sample", run, "--out", tmp_path / "missing" / "s.png"], "does not exist"),
         (["sample", run, "--out", ro / "s.png"], "cannot write"),
         (["sample", a_file], "not a folder"),
+        (["sample", run, "--label", "3"], "--label"),
+        (["sample", run, "--source", "fitted"], "--source fitted"),
+        # traverse and compare
+        (["traverse", run, "--dims", "0", "--out", tmp_path], "--dims"),
+        (["traverse", empty], "not a tfvae run directory"),
+        (["compare"], "at least one RUN_DIR"),
+        (["compare", run, empty], "not a tfvae run directory"),
+        (["compare", a_file], "not a folder"),
         # export
         (["export", tmp_path / "missing"], "not a folder"),
         (["export", truncated_h5, "--out", tmp_path / "x"], "cannot load weights"),

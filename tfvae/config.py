@@ -27,6 +27,7 @@ MODELS = ("vae", "ae", "cvae", "pca")
 PRIORS = ("standard", "mog", "vamp")
 OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Layer widths used when the user does not give them (see networks.py).
 DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512]}
@@ -140,6 +141,10 @@ class TrainConfig:
             over all epochs; Loshchilov & Hutter 2017 without restarts).
         steps_per_execution: optimizer steps per ``tf.function`` call (Keras
             ``steps_per_execution``): fewer Python round trips per epoch.
+        precision: ``float32``, or mixed precision for the hidden layers while training:
+            ``mixed_bfloat16`` (CPUs with AVX512-BF16/AMX, TPUs, recent GPUs) or
+            ``mixed_float16`` (GPUs). Variables, outputs and log-probabilities stay float32;
+            evaluation and export always run in float32.
         jit: compile the train/test steps with XLA.
         seed: seed of weights initialisation, shuffling, dynamic binarization and z samples.
     """
@@ -156,6 +161,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     lr_schedule: str = "constant"
     steps_per_execution: int = 1
+    precision: str = "float32"
     jit: bool = False
     seed: int = 0
 
@@ -255,6 +261,7 @@ class RunConfig:
         if not (isinstance(t.ema_decay, (int, float)) and 0 <= t.ema_decay < 1):
             raise TfvaeError(f"--ema-decay must be in [0, 1), got {t.ema_decay!r}")
         positive_int("steps_per_execution", t.steps_per_execution)
+        choice("precision", t.precision, PRECISIONS)
         if not (isinstance(t.beta, (int, float)) and t.beta >= 0):
             raise TfvaeError(f"--beta must be >= 0, got {t.beta!r}")
         if isinstance(t.kl_warmup_epochs, bool) or not isinstance(t.kl_warmup_epochs, int) or t.kl_warmup_epochs < 0:

@@ -62,6 +62,8 @@ class VAE(keras.Model):
         iw_samples: K of the ``iwae`` objective.
         free_bits: λ nats per dimension (Kingma et al. 2016, eq. 15); 0: off.
         seed: seed of the z noise (a ``keras.random.SeedGenerator``).
+        encoder, decoder: Keras models to use instead of tfvae's builders, with the same
+            inputs and outputs (``{"loc", "scale"}``; the likelihood's parameters).
 
     Attributes:
         encoder: Keras model images [B, H, W, C] (and labels [B, C] for cvae) ->
@@ -75,7 +77,7 @@ class VAE(keras.Model):
 
     def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
                  mc_samples: int = 1, objective: str = "elbo", iw_samples: int = 1, free_bits: float = 0.0,
-                 seed=None, **kwargs):
+                 seed=None, encoder=None, decoder=None, **kwargs):
         super().__init__(name=kwargs.pop("name", config.model), **kwargs)
         if config.image_shape is None:
             raise ValueError("ModelConfig.image_shape must be set before building a model")
@@ -88,8 +90,10 @@ class VAE(keras.Model):
         self.objective = objective
         self.iw_samples = int(iw_samples)
         self.free_bits = float(free_bits)
-        self.encoder = build_encoder(config)
-        self.decoder = build_decoder(config)
+        # Networks other than tfvae's builders may be given (the benchmarks train the keras-io
+        # example's networks this way); they must keep the builders' input/output contract.
+        self.encoder = encoder if encoder is not None else build_encoder(config)
+        self.decoder = decoder if decoder is not None else build_decoder(config)
         self.seed_generator = keras.random.SeedGenerator(seed, name="z_noise")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self.checkpoint_monitor = "val_loss" if objective == "iwae" else "val_neg_elbo"
@@ -281,6 +285,7 @@ class VAE(keras.Model):
             # Under tf.distribute each replica sees batch/R images; dividing its mean by R
             # makes the summed gradient equal the single-device gradient of the global batch.
             scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(scaled)  # identity unless mixed_float16 loss scaling
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._update(loss=loss, neg_elbo=reconstruction + kl, reconstruction=reconstruction, kl=kl,
@@ -307,6 +312,7 @@ class Autoencoder(VAE):
 
     def __init__(self, config: ModelConfig, seed=None, **kwargs):
         super().__init__(config, seed=seed, **kwargs)
+        self.encoder.get_layer("scale_raw").trainable = False  # no scale: z is the mean
         self.checkpoint_monitor = "val_reconstruction"
         self.code_gaussian = None
 
@@ -319,7 +325,7 @@ class Autoencoder(VAE):
         x, _, _ = split_batch(data)
         with tf.GradientTape() as tape:
             loss, _, _, _ = self.losses_for(x, training=True)
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._update(loss=loss, reconstruction=loss)
@@ -342,20 +348,30 @@ class Autoencoder(VAE):
 
 
 def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, seed=None, objective="elbo",
-                iw_samples=1, free_bits=0.0):
+                iw_samples=1, free_bits=0.0, precision: str = "float32"):
     """Construct the model ``config.model`` names (``vae``, ``cvae``: :class:`VAE`; ``ae``:
     :class:`Autoencoder`) and build its weights (one call on zero inputs).
+
+    ``precision``: Keras dtype policy of the hidden layers while the networks are built
+    (``float32``, ``mixed_bfloat16``, ``mixed_float16``). Variables are float32 in every
+    case, so weights trained in mixed precision load into a float32 model (evaluation and
+    export use float32); network outputs and every log-probability stay float32.
 
     Raises:
         ValueError: ``config.model`` is ``pca`` (not a Keras model: see ``tfvae.pca``) or unknown.
     """
-    if config.model == "ae":
-        model = Autoencoder(config, seed=seed)
-    elif config.model in ("vae", "cvae"):
-        model = VAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples, objective=objective,
-                    iw_samples=iw_samples, free_bits=free_bits, seed=seed)
-    else:
-        raise ValueError(f"build_model: {config.model!r} is not a Keras model family")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        if config.model == "ae":
+            model = Autoencoder(config, seed=seed)
+        elif config.model in ("vae", "cvae"):
+            model = VAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples,
+                        objective=objective, iw_samples=iw_samples, free_bits=free_bits, seed=seed)
+        else:
+            raise ValueError(f"build_model: {config.model!r} is not a Keras model family")
+    finally:
+        keras.config.set_dtype_policy(previous)
     x = tf.zeros([1] + list(config.image_shape))
     model([x, tf.zeros([1, config.num_classes])] if model.conditional else x)
     return model

@@ -97,8 +97,11 @@ def build_encoder(cfg: ModelConfig) -> keras.Model:
         inputs = [inputs, labels]
     for i, units in enumerate(cfg.hidden_units):
         h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
-    loc = layers.Dense(cfg.latent_dim, name="loc")(h)
-    scale = PositiveScale(cfg.scale_floor, name="scale")(layers.Dense(cfg.latent_dim, name="scale_raw")(h))
+    # The outputs are float32 whatever the dtype policy (mixed precision computes the
+    # hidden layers in bfloat16/float16; distributions need float32).
+    loc = layers.Dense(cfg.latent_dim, name="loc", dtype="float32")(h)
+    scale = PositiveScale(cfg.scale_floor, name="scale", dtype="float32")(
+        layers.Dense(cfg.latent_dim, name="scale_raw", dtype="float32")(h))
     return keras.Model(inputs, {"loc": loc, "scale": scale}, name="encoder")
 
 
@@ -130,25 +133,26 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
         out_h, out_w = lh * 2 ** len(filters), lw * 2 ** len(filters)
 
         def head(name):
-            t = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", name=name)(h)
+            t = layers.Conv2DTranspose(channels, 3, strides=2, padding="same", name=name, dtype="float32")(h)
             if (out_h, out_w) != (height, width):
                 dh, dw = out_h - height, out_w - width
-                t = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=f"{name}_crop")(t)
+                t = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=f"{name}_crop",
+                                      dtype="float32")(t)
             return t
 
     else:
 
         def head(name):
-            t = layers.Dense(height * width * channels, name=f"{name}_dense")(h)
-            return layers.Reshape(shape, name=name)(t)
+            t = layers.Dense(height * width * channels, name=f"{name}_dense", dtype="float32")(h)
+            return layers.Reshape(shape, name=name, dtype="float32")(t)
 
     if cfg.likelihood == "bernoulli":
         outputs = {"logits": head("logits")}
     else:
-        loc = layers.Activation("sigmoid", name="loc")(head("loc_raw"))
+        loc = layers.Activation("sigmoid", name="loc", dtype="float32")(head("loc_raw"))
         outputs = {"loc": loc}
         if cfg.sigma == "learned":
-            outputs["scale"] = PixelScale(shape, name="scale")(z)
+            outputs["scale"] = PixelScale(shape, name="scale", dtype="float32")(z)
     return keras.Model(inputs, outputs, name="decoder")
 
 

@@ -106,3 +106,11 @@ def load_model(run_dir, which: str = "best"):
         with np.load(gaussian) as f:
             model.code_gaussian = (f["mean"], f["cov"])
     return model, cfg
+
+
+def check_label(cfg: RunConfig, label: int) -> None:
+    """Raises TfvaeError unless the run is a conditional VAE and 0 <= label < num_classes."""
+    if cfg.model.model != "cvae":
+        raise TfvaeError(f"--label needs a conditional VAE (--model cvae); this run is --model {cfg.model.model}")
+    if not 0 <= label < cfg.model.num_classes:
+        raise TfvaeError(f"--label must be a class in 0..{cfg.model.num_classes - 1}, got {label}")

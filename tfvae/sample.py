@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from . import plots
 from .errors import TfvaeError
-from .rundir import load_model
+from .rundir import check_label, load_model
 
 SOURCES = ("prior", "fitted")
 
@@ -90,11 +90,3 @@ def save_samples(run_dir, n: int, out, seed: int = 0, checkpoint: str = "best", 
     images = sample_means(model, n, seed, label=label, source=source)
     what = sample_title(model, source) + (f", label {label}" if label is not None else "")
     return plots.save_square_grid(images, out, title=f"{what}, seed {seed}")
-
-
-def check_label(cfg, label: int) -> None:
-    """Raises TfvaeError unless the run is a conditional VAE and 0 <= label < num_classes."""
-    if cfg.model.model != "cvae":
-        raise TfvaeError(f"--label needs a conditional VAE (--model cvae); this run is --model {cfg.model.model}")
-    if not 0 <= label < cfg.model.num_classes:
-        raise TfvaeError(f"--label must be a class in 0..{cfg.model.num_classes - 1}, got {label}")

@@ -1,0 +1,416 @@
+#!/usr/bin/env python
+"""Training throughput, scaling, evaluation FLOP rate and memory, against references
+measured in the same run (a benchmark, not a test).
+
+    TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/train_bench.py [--quick]
+
+Rows (real MNIST training images, batch 128 unless stated):
+
+* ``keras-io reference``: the keras-io "Variational AutoEncoder" example (conv 32-64
+  stride 2, dense 16, latent 2, transposed-conv decoder, analytic KL, summed Bernoulli
+  log-likelihood), written here as that example writes it: ``model.fit`` on a float32
+  array with a custom ``train_step`` and Keras's default ``compile``.
+* ``tfvae, keras-io architecture``: the same layers trained by tfvae's own path (its
+  ``VAE`` train step, ``train_pipeline``, XLA and several steps per execution).
+* ``tfvae default``: ``python cli.py train``'s default model through the same harness
+  (and, separately, a one-epoch ``cli.py train`` whose peak resident memory is reported).
+* ``PyTorch peer``: the pytorch/examples VAE (MLP 784-400-20, Adam 1e-3), written plainly
+  in PyTorch (skipped with a message when torch is not installed: ``pip install
+  torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu``, a benchmark-only
+  dependency), and ``tfvae, PyTorch MLP``: that MLP in tfvae.
+
+Throughput is the median over timed windows of ``--window`` steps after one warm-up
+window; each configuration runs in its own subprocess, whose peak resident memory
+(``ru_maxrss``) is reported. Then: throughput of the default model at batch 32/128/512
+and latent 2/16/64; ``evaluate``'s time for K = 100, 1,000, 5,000 on 1,000 test images,
+its FLOP rate (images × K × decoder FLOPs per sample / seconds) against the machine's
+float32 matrix-multiply peak measured here (a 4096² TF matmul).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mnist_train():
+    """Real MNIST training images uint8 [60000, 28, 28, 1] (TFDS, as tfvae loads them)."""
+    from tfvae.config import DataConfig
+    from tfvae.data import load_dataset
+
+    data = load_dataset(DataConfig(dataset="mnist", validation_size=0))
+    return data.train
+
+
+def keras_windows(model, data, steps: int, windows: int, batch: int, **fit_kwargs) -> float:
+    """Median images/s over ``windows`` timed windows of ``steps`` steps, after a warm-up window."""
+    import keras
+
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    model.fit(data, epochs=windows + 1, steps_per_epoch=steps, verbose=0, callbacks=[Timer()], **fit_kwargs)
+    return statistics.median(steps * batch / t for t in times[1:])
+
+
+# ---- the keras-io example, written as it is written there ------------------------------------
+
+def kerasio_reference(x, steps, windows, batch=128):
+    import keras
+    import tensorflow as tf
+    from keras import layers, ops
+
+    class Sampling(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seed_generator = keras.random.SeedGenerator(1337)
+
+        def call(self, inputs):
+            z_mean, z_log_var = inputs
+            epsilon = keras.random.normal(shape=ops.shape(z_mean), seed=self.seed_generator)
+            return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+
+    latent_dim = 2
+    encoder_inputs = keras.Input(shape=(28, 28, 1))
+    h = layers.Conv2D(32, 3, activation="relu", strides=2, padding="same")(encoder_inputs)
+    h = layers.Conv2D(64, 3, activation="relu", strides=2, padding="same")(h)
+    h = layers.Flatten()(h)
+    h = layers.Dense(16, activation="relu")(h)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(h)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(h)
+    z = Sampling()([z_mean, z_log_var])
+    encoder = keras.Model(encoder_inputs, [z_mean, z_log_var, z], name="encoder")
+    latent_inputs = keras.Input(shape=(latent_dim,))
+    h = layers.Dense(7 * 7 * 64, activation="relu")(latent_inputs)
+    h = layers.Reshape((7, 7, 64))(h)
+    h = layers.Conv2DTranspose(64, 3, activation="relu", strides=2, padding="same")(h)
+    h = layers.Conv2DTranspose(32, 3, activation="relu", strides=2, padding="same")(h)
+    decoder_outputs = layers.Conv2DTranspose(1, 3, activation="sigmoid", padding="same")(h)
+    decoder = keras.Model(latent_inputs, decoder_outputs, name="decoder")
+
+    class VAE(keras.Model):
+        def __init__(self, encoder, decoder, **kwargs):
+            super().__init__(**kwargs)
+            self.encoder = encoder
+            self.decoder = decoder
+            self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
+            self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+            self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+
+        @property
+        def metrics(self):
+            return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+        def train_step(self, data):
+            with tf.GradientTape() as tape:
+                z_mean, z_log_var, z = self.encoder(data)
+                reconstruction = self.decoder(z)
+                reconstruction_loss = ops.mean(
+                    ops.sum(keras.losses.binary_crossentropy(data, reconstruction), axis=(1, 2)))
+                kl_loss = -0.5 * (1 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+                kl_loss = ops.mean(ops.sum(kl_loss, axis=1))
+                total_loss = reconstruction_loss + kl_loss
+            grads = tape.gradient(total_loss, self.trainable_weights)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+            self.total_loss_tracker.update_state(total_loss)
+            self.reconstruction_loss_tracker.update_state(reconstruction_loss)
+            self.kl_loss_tracker.update_state(kl_loss)
+            return {"loss": self.total_loss_tracker.result()}
+
+    vae = VAE(encoder, decoder)
+    vae.compile(optimizer=keras.optimizers.Adam())
+    digits = x.astype("float32") / 255
+    return keras_windows(vae, digits, steps, windows, batch, batch_size=batch)
+
+
+def kerasio_networks():
+    """The keras-io layers with tfvae's network contract: encoder -> {"loc", "scale"},
+    decoder -> {"logits"} (the sigmoid is folded into the Bernoulli log-likelihood)."""
+    import keras
+    from keras import layers
+
+    from tfvae.networks import PositiveScale
+
+    inputs = keras.Input((28, 28, 1), name="images")
+    h = layers.Conv2D(32, 3, activation="relu", strides=2, padding="same")(inputs)
+    h = layers.Conv2D(64, 3, activation="relu", strides=2, padding="same")(h)
+    h = layers.Dense(16, activation="relu")(layers.Flatten()(h))
+    encoder = keras.Model(inputs, {"loc": layers.Dense(2, dtype="float32")(h),
+                                   "scale": PositiveScale(dtype="float32")(layers.Dense(2, dtype="float32")(h))})
+    z = keras.Input((2,), name="z")
+    h = layers.Reshape((7, 7, 64))(layers.Dense(7 * 7 * 64, activation="relu")(z))
+    h = layers.Conv2DTranspose(64, 3, activation="relu", strides=2, padding="same")(h)
+    h = layers.Conv2DTranspose(32, 3, activation="relu", strides=2, padding="same")(h)
+    decoder = keras.Model(z, {"logits": layers.Conv2DTranspose(1, 3, padding="same", dtype="float32")(h)})
+    return encoder, decoder
+
+
+def tfvae_throughput(x, steps, windows, batch=128, arch="default", latent=None, jit=True, spe=None,
+                     binarization="dynamic", precision="float32"):
+    """Throughput of tfvae's training path (``VAE.train_step`` + ``train_pipeline``)."""
+    import keras
+
+    from tfvae.config import ModelConfig, RunConfig
+    from tfvae.data import train_pipeline
+    from tfvae.models import VAE, build_model
+
+    spe = spe or steps
+    if arch == "kerasio":
+        cfg = RunConfig(model=ModelConfig(latent_dim=2, image_shape=[28, 28, 1])).resolved().model
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(precision)
+        encoder, decoder = kerasio_networks()
+        model = VAE(cfg, encoder=encoder, decoder=decoder, seed=0)
+        keras.config.set_dtype_policy(previous)
+    elif arch == "mlp":
+        cfg = RunConfig(model=ModelConfig(arch="mlp", latent_dim=20, hidden_units=[400],
+                                          image_shape=[28, 28, 1])).resolved().model
+        model = build_model(cfg, seed=0, precision=precision)
+    else:
+        cfg = RunConfig(model=ModelConfig(latent_dim=latent or 32, image_shape=[28, 28, 1])).resolved().model
+        model = build_model(cfg, seed=0, precision=precision)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=spe)
+    data = train_pipeline(x, batch, binarization, 0, noise_shape=(1, cfg.latent_dim))
+    return keras_windows(model, data, steps, windows, batch)
+
+
+def pytorch_throughput(x, steps, windows, batch=128):
+    """The pytorch/examples VAE (vae/main.py), its model and loss as written there."""
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+
+    class TorchVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 400)
+            self.fc21 = nn.Linear(400, 20)
+            self.fc22 = nn.Linear(400, 20)
+            self.fc3 = nn.Linear(20, 400)
+            self.fc4 = nn.Linear(400, 784)
+
+        def encode(self, x):
+            h1 = F.relu(self.fc1(x))
+            return self.fc21(h1), self.fc22(h1)
+
+        def reparameterize(self, mu, logvar):
+            std = torch.exp(0.5 * logvar)
+            return mu + torch.randn_like(std) * std
+
+        def decode(self, z):
+            return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+
+        def forward(self, x):
+            mu, logvar = self.encode(x.view(-1, 784))
+            z = self.reparameterize(mu, logvar)
+            return self.decode(z), mu, logvar
+
+    def loss_function(recon_x, x, mu, logvar):
+        bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return bce + kld
+
+    model = TorchVAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # The example's DataLoader(datasets.MNIST(transform=ToTensor()), batch_size=128, shuffle=True):
+    # float tensors in [0, 1]; here an in-memory tensor and a shuffled index (no DataLoader workers).
+    data = torch.from_numpy(x.reshape(len(x), 784).astype(np.float32) / 255.0)
+    model.train()
+    times = []
+    perm = torch.randperm(len(data))
+    pos = 0
+    for _ in range(windows + 1):
+        t = time.perf_counter()
+        for _ in range(steps):
+            if pos + batch > len(data):
+                perm, pos = torch.randperm(len(data)), 0
+            batch_x = data[perm[pos:pos + batch]]
+            pos += batch
+            optimizer.zero_grad()
+            recon, mu, logvar = model(batch_x)
+            loss = loss_function(recon, batch_x, mu, logvar)
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(steps * batch / t for t in times[1:])
+
+
+def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
+    """float32 matrix-multiply rate of this machine, GFLOP/s (best of ``repeats``)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    (a @ b).numpy()
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        (a @ b).numpy()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def evaluate_timing(ks, n_images: int = 1000):
+    """Seconds of ``evaluate_images`` on the first n test images for each K, with the
+    default model (weights do not change the cost), and its decoder FLOPs per sample."""
+    from tfvae.config import DataConfig, ModelConfig, RunConfig
+    from tfvae.data import binarize_fixed, load_dataset
+    from tfvae.evaluate import evaluate_images
+    from tfvae.models import build_model
+    from tfvae.networks import count_flops
+
+    data = load_dataset(DataConfig(dataset="mnist"), need_test=True)
+    x = binarize_fixed(data.test[:n_images], "dynamic", 0)
+    model = build_model(RunConfig(model=ModelConfig(image_shape=[28, 28, 1])).resolved().model, seed=0)
+    flops = count_flops(model.decoder)
+    evaluate_images(model, x[:8], iw_samples=64, progress=False)  # trace once
+    out = []
+    for k in ks:
+        t = time.perf_counter()
+        r = evaluate_images(model, x, iw_samples=k, progress=False)
+        seconds = time.perf_counter() - t
+        out.append({"k": k, "seconds": seconds, "gflops": n_images * k * flops / seconds / 1e9,
+                    "nll_stderr": float(r["nll"].std(ddof=1) / len(x) ** 0.5)})
+    return flops, out
+
+
+def worker(spec: dict) -> dict:
+    """Run one configuration in this process; return its figures and peak RSS."""
+    kind = spec["kind"]
+    if kind == "peak":
+        return {"gflops": matmul_peak()}
+    if kind == "evaluate":
+        flops, rows = evaluate_timing(spec["ks"], spec["n_images"])
+        return {"decoder_flops": flops, "rows": rows, "rss_mb": peak_rss_mb()}
+    x = mnist_train()
+    steps, windows = spec["steps"], spec["windows"]
+    if kind == "kerasio":
+        ips = kerasio_reference(x, steps, windows)
+    elif kind == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return {"skipped": "torch is not installed (pip install torch==2.13.0 --index-url "
+                               "https://download.pytorch.org/whl/cpu)"}
+        ips = pytorch_throughput(x, steps, windows)
+    else:
+        ips = tfvae_throughput(x, steps, windows, batch=spec.get("batch", 128), arch=spec.get("arch", "default"),
+                               latent=spec.get("latent"), jit=spec.get("jit", True), spe=spec.get("spe"),
+                               precision=spec.get("precision", "float32"))
+    return {"images_per_second": ips, "rss_mb": peak_rss_mb()}
+
+
+def run_worker(spec: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
+                         cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{spec}: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cli_train_memory(epochs: int = 1) -> dict:
+    """Peak RSS (MB) and images/s of ``python cli.py train`` (default model) for ``epochs``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--dataset", "mnist", "--epochs",
+                              str(epochs), "--run-dir", str(Path(tmp) / "run")], capture_output=True, text=True,
+                             cwd=ROOT)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"rss_mb": rss, "images_per_second": summary["train_images_per_second"],
+            "seconds": time.perf_counter() - start}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--window", type=int, default=60, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows after the warm-up one")
+    parser.add_argument("--quick", action="store_true", help="fewer windows and K up to 1,000 (a smoke run)")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.quick:
+        args.window, args.windows = 20, 2
+    w = {"steps": args.window, "windows": args.windows}
+    results = {}
+
+    def row(name, spec):
+        r = run_worker({**w, **spec})
+        results[name] = r
+        if "skipped" in r:
+            print(f"{name:<36} skipped: {r['skipped']}", flush=True)
+        else:
+            print(f"{name:<36} {r['images_per_second']:>9,.0f} images/s   peak RSS {r['rss_mb']:>6,.0f} MB", flush=True)
+        return r
+
+    print(f"== training throughput (median of {args.windows} windows of {args.window} steps; batch 128) ==")
+    ref = row("keras-io reference", {"kind": "kerasio"})
+    same = row("tfvae, keras-io architecture", {"kind": "tfvae", "arch": "kerasio"})
+    default = row("tfvae default (conv, latent 32)", {"kind": "tfvae"})
+    torch_row = row("PyTorch peer (MLP 784-400-20)", {"kind": "torch"})
+    mlp = row("tfvae, PyTorch MLP", {"kind": "tfvae", "arch": "mlp"})
+    print(f"ratio tfvae / keras-io reference (same architecture): "
+          f"{same['images_per_second'] / ref['images_per_second']:.2f}x   (goal >= 1.5x)")
+    if "skipped" not in torch_row:
+        print(f"ratio tfvae / PyTorch (same MLP): {mlp['images_per_second'] / torch_row['images_per_second']:.2f}x"
+              f"   (goal >= 1.0x)")
+    print(f"tfvae default: {default['images_per_second'] / ref['images_per_second']:.2f}x the keras-io reference")
+
+    print("\n== scaling of the default model ==")
+    for batch in (32, 128, 512):
+        row(f"batch {batch}", {"kind": "tfvae", "batch": batch, "steps": max(10, args.window * 128 // batch)})
+    for latent in (2, 16, 64):
+        row(f"latent {latent}", {"kind": "tfvae", "latent": latent})
+
+    print("\n== evaluate: importance-weighted NLL on 1,000 test images (default model) ==")
+    peak = run_worker({"kind": "peak"})["gflops"]
+    ks = [100, 1000] if args.quick else [100, 1000, 5000]
+    ev = run_worker({"kind": "evaluate", "ks": ks, "n_images": 1000})
+    print(f"decoder: {ev['decoder_flops'] / 1e6:.2f} MFLOP per sample; float32 matmul peak (4096², both cores): "
+          f"{peak:.0f} GFLOP/s")
+    for r in ev["rows"]:
+        print(f"K={r['k']:>5}: {r['seconds']:7.1f} s   {r['gflops']:6.0f} GFLOP/s = "
+              f"{100 * r['gflops'] / peak:3.0f}% of peak   (NLL s.e. {r['nll_stderr']:.2f} nats)")
+    results.update({"matmul_peak_gflops": peak, "evaluate": ev})
+
+    print("\n== memory: python cli.py train --dataset mnist --epochs 1 (default model) ==")
+    mem = cli_train_memory()
+    print(f"peak RSS {mem['rss_mb']:,.0f} MB (goal < 3,000 MB); {mem['images_per_second']:,.0f} images/s")
+    results["cli_train"] = mem
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

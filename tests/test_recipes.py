@@ -1,0 +1,150 @@
+"""Training recipes (issue 6), correctness only: XLA = no XLA, learned priors normalise,
+the VampPrior is the mean of its pseudo-inputs' posteriors, free bits hold their floor,
+and the EMA weights are the ones checkpointed (hence evaluated and exported)."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae.callbacks import AtomicCheckpoint
+from tfvae.config import ModelConfig, RunConfig, TrainConfig, load_preset
+from tfvae.models import build_model
+from tfvae.train import EMAForEvaluation, make_optimizer
+
+SHAPE = (28, 28, 1)
+
+
+def config(latent=4, **extra):
+    cfg = RunConfig(model=ModelConfig(latent_dim=latent, hidden_units=[32], conv_filters=[8, 16],
+                                      image_shape=list(SHAPE), **extra))
+    return cfg.resolved().model
+
+
+def images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(size=(n,) + SHAPE) < rng.uniform(0.1, 0.9, size=(1,) + SHAPE)).astype(np.float32)
+
+
+@pytest.mark.parametrize("objective,k", [("elbo", 1), ("iwae", 4)])
+def test_xla_and_plain_steps_give_the_same_loss(objective, k):
+    x = images(32)
+    eps = np.random.default_rng(1).standard_normal((32, k, 4)).astype(np.float32)
+    losses = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_model(config(prior="mog", prior_components=3), seed=0, objective=objective, iw_samples=k)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
+        logs = model.fit(tf.data.Dataset.from_tensor_slices((x, eps)).batch(32), epochs=1, verbose=0)
+        losses.append(logs.history["loss"][0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_mixture_prior_normalises():
+    model = build_model(config(latent=1, prior="mog", prior_components=4), seed=0)
+    p = model.prior()
+    weights = tf.nn.softmax(p.mixture_distribution.logits).numpy()
+    assert weights.sum() == pytest.approx(1.0, abs=1e-6)
+    grid = np.linspace(-12, 12, 20001, dtype=np.float32)[:, None]
+    density = np.exp(p.log_prob(grid).numpy().astype(np.float64))
+    assert np.trapezoid(density, grid[:, 0]) == pytest.approx(1.0, abs=1e-4)
+    log_w, loc, scale = model.prior_mixture()
+    assert np.exp(log_w).sum() == pytest.approx(1.0) and loc.shape == (4, 1) and np.all(scale > 0)
+
+
+def test_vamp_prior_is_the_mean_of_the_pseudo_input_posteriors():
+    model = build_model(config(latent=3, prior="vamp", prior_components=5), seed=0)
+    z = np.random.default_rng(0).standard_normal((7, 3)).astype(np.float32)
+    q = model.posterior(model.pseudo_inputs())  # batch [5]
+    per_component = q.log_prob(z[:, None, :]).numpy().astype(np.float64)  # [7, 5]
+    expected = np.log(np.mean(np.exp(per_component), axis=1))
+    np.testing.assert_allclose(model.prior().log_prob(z).numpy(), expected, rtol=1e-5)
+    # 2-D grid integral of the VampPrior density is 1.
+    model2 = build_model(config(latent=2, prior="vamp", prior_components=3), seed=1)
+    g = np.linspace(-10, 10, 801, dtype=np.float32)
+    zz = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    dens = np.exp(model2.prior().log_prob(zz).numpy().astype(np.float64)).reshape(801, 801)
+    assert np.trapezoid(np.trapezoid(dens, g), g) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_free_bits_floor():
+    lam = 0.5
+    model = build_model(config(latent=6), seed=0, free_bits=lam)
+    x = tf.constant(images(16))
+    q = model.posterior(x)
+    # Fresh weights: the posterior is near N(0, 1), so every dimension's KL is below λ.
+    from tfvae.distributions import kl_per_dimension
+
+    per_dim = tf.reduce_mean(kl_per_dimension(q.mean(), q.stddev()), axis=0).numpy()
+    assert np.all(per_dim < lam)
+    term = float(model.free_bits_kl(q))
+    assert term == pytest.approx(float(np.sum(np.maximum(per_dim, lam))), rel=1e-6)
+    assert term >= 6 * lam - 1e-6
+    loss, reconstruction, kl, weight = model.losses_for(x, eps=tf.zeros((16, 1, 6)))
+    assert float(loss) == pytest.approx(float(reconstruction) + term, rel=1e-5)
+    assert float(kl) < term  # the tracked KL is the true one, the loss uses the floor
+    # The floor's gradient is zero for the clamped dimensions.
+    with tf.GradientTape() as tape:
+        q = model.posterior(x)
+        t = model.free_bits_kl(q)
+    grads = tape.gradient(t, model.encoder.get_layer("loc").kernel)
+    assert float(tf.reduce_max(tf.abs(grads))) == 0.0
+
+
+def test_ema_weights_are_checkpointed_and_differ_from_the_raw_weights(tmp_path):
+    model = build_model(config(), seed=0)
+    t = TrainConfig(epochs=1, ema_decay=0.9)
+    model.compile(optimizer=make_optimizer(t, steps_per_epoch=8))
+    x = images(128)
+    eps = np.random.default_rng(0).standard_normal((128, 1, 4)).astype(np.float32)
+    ema = EMAForEvaluation()
+    seen = {}
+
+    def record(epoch, logs):
+        seen["raw"] = [v.numpy().copy() for v in model.trainable_variables]
+        seen["ema"] = [v.numpy().copy() for v in model.optimizer._model_variables_moving_average]
+
+    (tmp_path / "ck").mkdir()
+    model.fit(tf.data.Dataset.from_tensor_slices((x, eps)).batch(16), epochs=1, verbose=0,
+              validation_data=tf.data.Dataset.from_tensor_slices(x[:32]).batch(16),
+              callbacks=[ema, AtomicCheckpoint(tmp_path / "ck"), ema.restore_callback(),
+                         keras.callbacks.LambdaCallback(on_epoch_end=record)])
+    assert any(not np.allclose(r, e) for r, e in zip(seen["raw"], seen["ema"]))
+    saved = build_model(config(), seed=5)
+    saved.load_weights(str(tmp_path / "ck" / "best.weights.h5"))
+    for var, e in zip(saved.trainable_variables, seen["ema"]):
+        np.testing.assert_allclose(var.numpy(), e, atol=1e-7)
+
+
+def test_cosine_schedule_and_preset():
+    opt = make_optimizer(TrainConfig(epochs=10, learning_rate=1e-3, lr_schedule="cosine"), steps_per_epoch=100)
+    schedule = opt._learning_rate
+    assert float(schedule(0)) == pytest.approx(1e-3) and float(schedule(1000)) == pytest.approx(1e-5, rel=1e-3)
+    preset = load_preset("mnist-best")
+    cfg = RunConfig.from_dict(preset)
+    cfg.validate()
+    assert cfg.train.objective == "iwae" and cfg.data.dataset == "mnist"
+    assert math.isfinite(cfg.train.learning_rate)
+
+
+def test_mixed_bfloat16_training_keeps_float32_variables_and_outputs(tmp_path):
+    cfg = config()
+    model = build_model(cfg, seed=0, precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # restored after building
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    x = images(32)
+    eps = np.random.default_rng(0).standard_normal((32, 1, 4)).astype(np.float32)
+    q = model.posterior(x)
+    assert q.dtype == tf.float32 and model.decoder(q.mean())["logits"].dtype == tf.float32
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    loss = model.fit(tf.data.Dataset.from_tensor_slices((x, eps)).batch(16), epochs=1, verbose=0).history["loss"][0]
+    assert np.isfinite(loss)
+    model.save_weights(str(tmp_path / "w.weights.h5"))
+    plain = build_model(cfg, seed=1)
+    plain.load_weights(str(tmp_path / "w.weights.h5"))
+    recon_mixed, _ = model.elbo_terms(tf.constant(x), eps=tf.constant(eps))
+    recon_plain, _ = plain.elbo_terms(tf.constant(x), eps=tf.constant(eps))
+    # bfloat16 keeps 8 bits of mantissa: the same weights give nearly the same loss.
+    np.testing.assert_allclose(recon_mixed.numpy(), recon_plain.numpy(), rtol=0.02)
