@@ -78,6 +78,9 @@ class VAE(keras.Model):
     def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
                  mc_samples: int = 1, objective: str = "elbo", iw_samples: int = 1, free_bits: float = 0.0,
                  seed=None, encoder=None, decoder=None, **kwargs):
+        # The model's own computations (distributions, losses) are float32; only the
+        # networks built below follow the global dtype policy (mixed precision).
+        kwargs.setdefault("dtype", "float32")
         super().__init__(name=kwargs.pop("name", config.model), **kwargs)
         if config.image_shape is None:
             raise ValueError("ModelConfig.image_shape must be set before building a model")
@@ -135,12 +138,12 @@ class VAE(keras.Model):
         return self.config.latent_dim
 
     def _with_labels(self, inputs, labels):
-        inputs = tf.convert_to_tensor(inputs, tf.float32)
+        inputs = tf.cast(inputs, tf.float32)
         if not self.conditional:
             return inputs
         if labels is None:
             raise ValueError("a conditional VAE needs the labels (one-hot [B, num_classes])")
-        return [inputs, tf.convert_to_tensor(labels, tf.float32)]
+        return [inputs, tf.cast(labels, tf.float32)]
 
     def posterior(self, x, labels=None, training=False):
         """q(z|x) for images x [B, H, W, C] (labels one-hot [B, C] for cvae):

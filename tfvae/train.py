@@ -296,13 +296,16 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
 
 def make_optimizer(t, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam with ``learning_rate`` held constant or cosine-decayed to 1% over all epochs,
-    and Keras's exponential moving average of the weights when ``ema_decay`` > 0."""
+    Keras's exponential moving average of the weights when ``ema_decay`` > 0, and
+    dynamic loss scaling under ``mixed_float16``."""
     lr = t.learning_rate
     if t.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch, alpha=0.01)
-    if t.ema_decay > 0:
-        return keras.optimizers.Adam(lr, use_ema=True, ema_momentum=t.ema_decay)
-    return keras.optimizers.Adam(lr)
+    adam = keras.optimizers.Adam(lr, use_ema=True, ema_momentum=t.ema_decay) if t.ema_decay > 0 \
+        else keras.optimizers.Adam(lr)
+    if t.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+        return keras.optimizers.LossScaleOptimizer(adam)
+    return adam
 
 
 class EMAForEvaluation(keras.callbacks.Callback):
@@ -321,7 +324,8 @@ class EMAForEvaluation(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         if self._raw is not None:
             return
-        averages = self.model.optimizer._model_variables_moving_average
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # loss scaling
+        averages = optimizer._model_variables_moving_average
         variables = self.model.trainable_variables
         self._raw = [v.numpy() for v in variables]
         for var, avg in zip(variables, averages):
