@@ -148,3 +148,25 @@ def test_mixed_bfloat16_training_keeps_float32_variables_and_outputs(tmp_path):
     recon_plain, _ = plain.elbo_terms(tf.constant(x), eps=tf.constant(eps))
     # bfloat16 keeps 8 bits of mantissa: the same weights give nearly the same loss.
     np.testing.assert_allclose(recon_mixed.numpy(), recon_plain.numpy(), rtol=0.02)
+
+
+def test_learned_prior_is_exported_with_the_decoder(tmp_path):
+    from tfvae.export import _decoder_archive, convert_tflite, prior_card
+    from tfvae.lite import draw_prior
+
+    model = build_model(config(latent=3, prior="mog", prior_components=4), seed=0)
+    _decoder_archive(model).write_out(str(tmp_path / "decoder"), verbose=False)
+    loaded = tf.saved_model.load(str(tmp_path / "decoder"))
+    log_w, loc, scale = model.prior_mixture()
+    cdf = np.cumsum(np.exp(log_w))
+    eps = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    u = np.array([0.0, 0.2, 0.4, 0.6, 0.8, 0.999], np.float32)
+    out = loaded.signatures["sample"](eps=tf.constant(eps), u=tf.constant(u))
+    c = np.searchsorted(cdf, u, side="right")
+    np.testing.assert_allclose(out["z"].numpy(), loc[c] + scale[c] * eps, rtol=1e-5, atol=1e-5)
+    assert len(convert_tflite(tmp_path / "decoder")) > 1000  # builtin ops only
+    card = {"latent_dim": 3, "prior": prior_card(model)}
+    assert card["prior"]["kind"] == "mog" and sum(card["prior"]["weights"]) == pytest.approx(1.0)
+    z = draw_prior(card, 4000, seed=0)
+    mixture_mean = (np.exp(log_w)[:, None] * loc).sum(0)
+    np.testing.assert_allclose(z.mean(0), mixture_mean, atol=0.1)

@@ -12,7 +12,9 @@ Signatures (every graph is tensor in, tensor out; randomness stays outside, as a
   (the likelihood mean, in [0, 1]) and the raw likelihood parameters (``logits``, or
   ``loc`` and ``scale``).
 * decoder ``sample``: ``eps`` float32 [B, D], standard-normal noise, mapped through the
-  prior (z = eps for N(0, I)) -> the same outputs plus ``z``.
+  prior (z = eps for N(0, I)) -> the same outputs plus ``z``. For a learned mixture prior
+  (``--prior mog|vamp``) it also takes ``u`` float32 [B], uniform in [0, 1), which picks
+  the component (inverse CDF); z = loc_c + scale_c · eps.
 * encoder ``serving_default``: ``images`` float32 [B, H, W, C] in [0, 1] -> ``mean`` and
   ``scale`` of q(z|x), each [B, D].
 
@@ -61,13 +63,41 @@ def _decoder_archive(model, batch=None):
     def serve(z):
         return _decoder_outputs(model, z)
 
-    def sample(eps):
-        z = eps  # the prior is N(0, I): z = 0 + 1 · eps
+    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="z")])
+    if model.config.prior == "standard":
+        def sample(eps):
+            z = eps  # the prior is N(0, I): z = 0 + 1 · eps
+            return {**_decoder_outputs(model, z), "z": z}
+
+        archive.add_endpoint("sample", sample, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="eps")])
+        return archive
+    # A learned prior (mixture of Gaussians, or the VampPrior's mixture of its pseudo-inputs'
+    # posteriors) is baked in as constants: component c = inverse CDF of u, z = loc_c + scale_c · eps.
+    log_w, loc, scale = model.prior_mixture()
+    weights = np.exp(log_w - np.logaddexp.reduce(log_w))
+    cdf = tf.constant(np.cumsum(weights)[:-1].astype(np.float32))
+    loc, scale = tf.constant(loc.astype(np.float32)), tf.constant(scale.astype(np.float32))
+
+    def sample_mixture(eps, u):
+        c = tf.reduce_sum(tf.cast(u[:, None] >= cdf[None, :], tf.int32), axis=1)
+        z = tf.gather(loc, c) + tf.gather(scale, c) * eps
         return {**_decoder_outputs(model, z), "z": z}
 
-    archive.add_endpoint("serving_default", serve, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="z")])
-    archive.add_endpoint("sample", sample, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="eps")])
+    archive.add_endpoint("sample", sample_mixture, input_signature=[
+        tf.TensorSpec([batch, d], tf.float32, name="eps"), tf.TensorSpec([batch], tf.float32, name="u")])
     return archive
+
+
+def prior_card(model) -> dict:
+    """The prior as the model card records it: N(0, I), or the mixture's parameters
+    (weights [M], loc [M, D], scale [M, D]) so that a device can draw z without TensorFlow."""
+    if model.config.prior == "standard":
+        return {"kind": "standard", "description": "standard normal N(0, I)"}
+    log_w, loc, scale = model.prior_mixture()
+    weights = np.exp(log_w - np.logaddexp.reduce(log_w))
+    return {"kind": model.config.prior, "description": "mixture of diagonal Gaussians "
+            + ("(VampPrior: posteriors of the learned pseudo-inputs)" if model.config.prior == "vamp" else "(learned)"),
+            "weights": weights.tolist(), "loc": loc.tolist(), "scale": scale.tolist()}
 
 
 def _encoder_archive(model):
@@ -83,13 +113,14 @@ def _encoder_archive(model):
     return archive
 
 
-def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0) -> bytes:
+def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, mixture: bool = False) -> bytes:
     """Convert a decoder SavedModel's signatures to a TFLite flatbuffer, builtin ops only.
 
     Args:
         quantization: None (float32), ``float16`` (float16 weights), ``dynamic``
             (dynamic-range int8 weights) or ``int8`` (full-integer, calibrated on
             ``CALIBRATION_DRAWS`` draws z ~ N(0, I); float32 inputs and outputs kept).
+        mixture: the ``sample`` signature also takes ``u`` (learned mixture prior).
 
     Returns:
         The model bytes.
@@ -112,7 +143,7 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0) 
             for _ in range(CALIBRATION_DRAWS):
                 z = rng.standard_normal((1, latent_dim)).astype(np.float32)
                 yield "serving_default", {"z": z}  # both signatures share the decoder's ops
-                yield "sample", {"eps": z}
+                yield "sample", {"eps": z, "u": rng.uniform(size=(1,)).astype(np.float32)} if mixture else {"eps": z}
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -193,9 +224,11 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
             (lite / "decoder_b1.tflite").write_bytes(convert_tflite(fixed))
             shutil.rmtree(fixed)
             for q in quantize:
-                data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed)
+                data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed,
+                                      mixture=model.config.prior != "standard")
                 (lite / f"decoder_{q}.tflite").write_bytes(data)
         card = _model_card(run_dir, cfg, staging, version, checkpoint)
+        card["prior"] = prior_card(model)
         atomic_write_text(lite / "model_card.json", json.dumps(card, indent=2) + "\n")
         for component in COMPONENTS:
             target = export_dir / component
@@ -226,7 +259,6 @@ def _model_card(run_dir: Path, cfg, staging: Path, version: int, checkpoint: str
         "image_shape": list(cfg.model.image_shape),
         "latent_dim": cfg.model.latent_dim,
         "likelihood": cfg.model.likelihood,
-        "prior": "standard normal N(0, I)",
         "config": cfg.to_dict(),
         "test_metrics": evaluation,
         "files": files,

@@ -75,7 +75,7 @@ def decode(interpreter, z: np.ndarray) -> np.ndarray:
 
 
 def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "float32", version=None):
-    """Draw z ~ N(0, I) with ``numpy.random.default_rng(seed)`` and decode with LiteRT.
+    """Draw z ~ p(z) (the model card's prior) with ``numpy.random.default_rng(seed)`` and decode with LiteRT.
 
     Returns:
         (images float32 [n, H, W, C] in [0, 1], model card dict).
@@ -97,8 +97,23 @@ def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "float32", v
     if not path.is_file():
         raise TfvaeError(f"{path} is missing (export with --tflite --quantize {variant})"
                          if variant != "float32" else f"{path} is missing")
-    z = np.random.default_rng(seed).standard_normal((n, int(card["latent_dim"]))).astype(np.float32)
-    return decode(load_decoder(path), z), card
+    return decode(load_decoder(path), draw_prior(card, n, seed)), card
+
+
+def draw_prior(card: dict, n: int, seed: int = 0) -> np.ndarray:
+    """n draws z ~ p(z) from the model card's prior (numpy ``default_rng(seed)``): float32 [n, D].
+
+    N(0, I) for the standard prior; for a learned mixture, a component c ~ weights, then
+    z = loc_c + scale_c · eps.
+    """
+    rng = np.random.default_rng(seed)
+    eps = rng.standard_normal((n, int(card["latent_dim"])))
+    prior = card.get("prior")
+    if not isinstance(prior, dict) or prior.get("kind", "standard") == "standard":
+        return eps.astype(np.float32)
+    weights = np.asarray(prior["weights"], np.float64)
+    c = rng.choice(len(weights), size=n, p=weights / weights.sum())
+    return (np.asarray(prior["loc"])[c] + np.asarray(prior["scale"])[c] * eps).astype(np.float32)
 
 
 def save_generated(export_dir, n, out, seed=0, variant="float32", force=False):
