@@ -85,3 +85,29 @@ def test_short_real_mnist_training_lowers_validation_loss(tfds_dir):
     after = history["val_neg_elbo"]
     assert after[-1] < after[0] < before
     assert after[-1] < 150  # nats; an untrained model scores about 543
+
+
+@pytest.mark.parametrize("h,w,c_in,c_out,kwargs", [
+    (7, 7, 5, 3, {}), (14, 14, 8, 1, {"activation": "relu"}), (4, 6, 3, 2, {"use_bias": False}),
+    (5, 5, 3, 2, {"strides": 1}),  # not 3×3 / stride 2: falls back to Keras
+])
+def test_matmul_transposed_convolution_equals_keras(h, w, c_in, c_out, kwargs, tmp_path):
+    from keras import layers
+
+    from tfvae.networks import Conv2DTranspose
+
+    x = tf.random.normal((3, h, w, c_in), seed=0)
+    options = {"strides": 2, "padding": "same", **kwargs}
+    reference = keras.Sequential([keras.Input((h, w, c_in)), layers.Conv2DTranspose(c_out, 3, **options)])
+    ours = keras.Sequential([keras.Input((h, w, c_in)), Conv2DTranspose(c_out, 3, **options)])
+    for layer in reference.layers:
+        if layer.use_bias:
+            layer.bias.assign(tf.random.normal(layer.bias.shape, seed=1))
+    # Weight files are interchangeable (the class keeps Keras's name).
+    reference.save_weights(str(tmp_path / "r.weights.h5"))
+    ours.load_weights(str(tmp_path / "r.weights.h5"))
+    np.testing.assert_allclose(ours(x).numpy(), reference(x).numpy(), atol=1e-5)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = tf.reduce_sum(reference(x) ** 2), tf.reduce_sum(ours(x) ** 2)
+    np.testing.assert_allclose(tape.gradient(b, x).numpy(), tape.gradient(a, x).numpy(), atol=1e-4)
