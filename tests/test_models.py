@@ -89,7 +89,8 @@ def test_short_real_mnist_training_lowers_validation_loss(tfds_dir):
 
 @pytest.mark.parametrize("h,w,c_in,c_out,kwargs", [
     (7, 7, 5, 3, {}), (14, 14, 8, 1, {"activation": "relu"}), (4, 6, 3, 2, {"use_bias": False}),
-    (5, 5, 3, 2, {"strides": 1}),  # not 3×3 / stride 2: falls back to Keras
+    (5, 5, 3, 2, {"strides": 1}), (28, 28, 32, 1, {"strides": 1}),
+    (6, 6, 3, 2, {"padding": "valid"}),  # not 'same': falls back to Keras
 ])
 def test_matmul_transposed_convolution_equals_keras(h, w, c_in, c_out, kwargs, tmp_path):
     from keras import layers
