@@ -20,7 +20,7 @@ from typing import Any, Optional, Union
 
 from .errors import TfvaeError
 
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "kerasio")
 LIKELIHOODS = ("bernoulli", "gaussian")
 BINARIZATIONS = ("dynamic", "static", "none")
 MODELS = ("vae", "ae", "cvae", "pca")
@@ -30,7 +30,7 @@ LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 # Layer widths used when the user does not give them (see networks.py).
-DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512]}
+DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512], "kerasio": [16]}
 DEFAULT_CONV_FILTERS = [32, 64]
 DEFAULT_PRIOR_COMPONENTS = {"mog": 10, "vamp": 100}
 
@@ -81,7 +81,10 @@ class ModelConfig:
             conditional VAE whose encoder and decoder also see the one-hot label (Sohn et
             al. 2015); ``pca``, probabilistic PCA fitted in closed form (Tipping & Bishop
             1999).
-        arch: ``conv`` or ``mlp``; both are sized from ``image_shape``.
+        arch: ``conv`` or ``mlp``, both sized from ``image_shape``; or ``kerasio``, the
+            keras-io "Variational AutoEncoder" example's networks (conv 32-64 stride 2,
+            dense 16; dense to H/4×W/4×64, transposed convs 64 and 32 stride 2, and a
+            stride-1 transposed conv to the channels), for like-for-like comparisons.
         latent_dim: dimension D of z.
         likelihood: ``bernoulli`` (decoder gives logits) or ``gaussian``.
         sigma: Gaussian likelihood's standard deviation: a positive float (fixed;

@@ -156,7 +156,7 @@ def build_encoder(cfg: ModelConfig) -> keras.Model:
     shape = tuple(cfg.image_shape)
     inputs = keras.Input(shape, name="images")
     h = inputs
-    if cfg.arch == "conv":
+    if cfg.arch in ("conv", "kerasio"):
         for i, f in enumerate(cfg.conv_filters):
             h = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(h)
     h = layers.Flatten(name="flatten")(h)
@@ -188,6 +188,8 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
         labels = keras.Input((cfg.num_classes,), name="labels")
         h = layers.Concatenate(name="with_labels")([z, labels])
         inputs = [z, labels]
+    if cfg.arch == "kerasio":
+        return _kerasio_decoder(cfg, inputs, h)
     for i, units in enumerate(reversed(cfg.hidden_units)):
         h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
     if cfg.arch == "conv":
@@ -222,6 +224,29 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
         outputs = {"loc": loc}
         if cfg.sigma == "learned":
             outputs["scale"] = PixelScale(shape, name="scale", dtype="float32")(z)
+    return keras.Model(inputs, outputs, name="decoder")
+
+
+def _kerasio_decoder(cfg: ModelConfig, inputs, h) -> keras.Model:
+    """The keras-io example's decoder (z -> dense H/4·W/4·64 -> transposed convs 64, 32
+    stride 2 -> transposed conv to C channels, stride 1), ending in Bernoulli logits (the
+    example's sigmoid is folded into the likelihood) or a Gaussian mean."""
+    height, width, channels = cfg.image_shape
+    lh, lw = _low_resolution(cfg.image_shape, 2)
+    h = layers.Dense(lh * lw * 64, activation="relu", name="project")(h)
+    h = layers.Reshape((lh, lw, 64), name="unflatten")(h)
+    h = layers.Conv2DTranspose(64, 3, strides=2, padding="same", activation="relu", name="deconv0")(h)
+    h = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu", name="deconv1")(h)
+    if (4 * lh, 4 * lw) != (height, width):
+        dh, dw = 4 * lh - height, 4 * lw - width
+        h = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name="crop")(h)
+    out = layers.Conv2DTranspose(channels, 3, padding="same", name="output", dtype="float32")(h)
+    if cfg.likelihood == "bernoulli":
+        outputs = {"logits": out}
+    else:
+        outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(out)}
+        if cfg.sigma == "learned":
+            outputs["scale"] = PixelScale(cfg.image_shape, name="scale", dtype="float32")(inputs)
     return keras.Model(inputs, outputs, name="decoder")
 
 

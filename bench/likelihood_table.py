@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""The README's likelihood table: reference architectures and ``mnist-best``, trained and
+evaluated by tfvae with one protocol and seed, beside published figures.
+
+    TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/likelihood_table.py \
+        [--iw-samples 5000] [--max-examples N] [--root runs/likelihood]
+
+Rows (each trained through ``python cli.py train``, skipped when already finished):
+
+* keras-io example architecture (``--arch kerasio``), latent 2, 30 epochs;
+* PyTorch example's MLP 784-400-20 (``--arch mlp --hidden-units 400 --latent-dim 20``), 10 epochs;
+* ``--preset mnist-best``.
+
+Protocol: dynamically binarized MNIST, test split (binarized once, seed 0), the weights
+with the best validation score, K importance samples (Burda et al. 2015 use K = 5,000 on
+the full test set: the default here). Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ROWS = [
+    ("kerasio-z2", "keras-io example architecture, latent 2, 30 epochs",
+     ["--arch", "kerasio", "--latent-dim", "2", "--epochs", "30"]),
+    ("pytorch-mlp-z20", "PyTorch example MLP 784-400-20, 10 epochs",
+     ["--arch", "mlp", "--hidden-units", "400", "--latent-dim", "20", "--epochs", "10"]),
+    ("mnist-best", "tfvae `--preset mnist-best`", ["--preset", "mnist-best"]),
+]
+PUBLISHED = [
+    ("VAE, 1 stochastic layer (Burda et al. 2015, table 1)", "86.76", "K = 5,000, dynamic binarization"),
+    ("IWAE k=50, 1 stochastic layer (Burda et al. 2015, table 1)", "84.78", "K = 5,000, dynamic binarization"),
+    ("VampPrior, convolutional HVAE (Tomczak & Welling 2018, table 2)", "78.45 (PixelHVAE + VampPrior)",
+     "K = 5,000, dynamic binarization"),
+    ("NVAE (Vahdat & Kautz 2020, table 2): state of the art", "78.01", "dynamically binarized MNIST, K = 1,000"),
+]
+
+
+def cli(*args):
+    cmd = [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iw-samples", type=int, default=5000)
+    parser.add_argument("--max-examples", type=int, default=None, help="first N test images (default: all)")
+    parser.add_argument("--root", default="runs/likelihood")
+    parser.add_argument("--only", nargs="*", default=None, help="run names to train and evaluate")
+    parser.add_argument("--train-only", action="store_true")
+    args = parser.parse_args()
+    root = ROOT / args.root
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["| model | test NLL (nats) | −ELBO (nats) | active units | training minutes | protocol |",
+             "|---|---|---|---|---|---|"]
+    for name, label, options in ROWS:
+        if args.only is not None and name not in args.only:
+            continue
+        run_dir = root / name
+        if not (run_dir / "summary.json").is_file():
+            if run_dir.exists():
+                cli("train", "--resume", run_dir)
+            else:
+                cli("train", "--dataset", "mnist", "--run-dir", run_dir, *options)
+        if args.train_only:
+            continue
+        report_path = run_dir / "eval.json"
+        report = json.loads(report_path.read_text()) if report_path.is_file() else None
+        wanted = (args.iw_samples, args.max_examples)
+        if report is None or (report["protocol"]["iw_samples"], report["protocol"].get("max_examples")) != wanted:
+            extra = ["--max-examples", args.max_examples] if args.max_examples else []
+            cli("evaluate", run_dir, "--iw-samples", args.iw_samples, *extra)
+            report = json.loads(report_path.read_text())
+            report["protocol"]["max_examples"] = args.max_examples
+            report_path.write_text(json.dumps(report, indent=2) + "\n")
+        m, p = report["metrics"], report["protocol"]
+        minutes = json.loads((run_dir / "summary.json").read_text())["seconds"] / 60
+        lines.append(f"| {label} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | "
+                     f"{m['active_units']} of {m['latent_dim']} | {minutes:.0f} | K = {p['iw_samples']:,}, "
+                     f"{p['num_images']:,} test images |")
+    for label, nll, protocol in PUBLISHED:
+        lines.append(f"| {label} | {nll} | | | | {protocol} (published) |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
