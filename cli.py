@@ -479,7 +479,7 @@ def anomaly(run_dir, ood, corruption, iw_samples, max_examples, data_dir, out):
     """Flag unlikely inputs: AUROC / AUPRC of −ELBO (and NLL) scores, test split vs another set."""
     if (ood is None) == (corruption is None):
         raise TfvaeError("give exactly one of --ood DATASET or --corrupt noise|blank|invert")
-    _run_command_prelude(run_dir)
+    _run_command_prelude(run_dir, models=("vae",))
     from tfvae.anomaly import anomaly as run
 
     result = run(run_dir, ood=ood, corruption=corruption, iw_samples=iw_samples, max_examples=max_examples,

@@ -211,6 +211,10 @@ def test_cli_family_runs(family_runs, tmp_path):
     assert_one_line_error(run_cli("sample", family_runs["ae"], "--label", 1, "--out", tmp_path / "x.png"),
                           "--label", "cvae")
     assert_one_line_error(run_cli("evaluate", family_runs["ae"]), "compare")
+    result = run_cli("evaluate", family_runs["pca"], "--max-examples", 500)
+    assert result.returncode == 0 and "log-density" in result.stdout, result.stderr
+    report = json.loads((family_runs["pca"] / "eval.json").read_text())
+    assert report["protocol"]["num_images"] == 500 and np.isfinite(report["metrics"]["log_density"])
     assert_one_line_error(run_cli("export", family_runs["cvae"], "--out", tmp_path / "e"), "export")
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "e").exists()
 
