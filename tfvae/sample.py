@@ -85,7 +85,7 @@ def save_samples(run_dir, n: int, out, seed: int = 0, checkpoint: str = "best", 
         images = [np.asarray(model.decode_mean(tf.constant(z), np.eye(c, dtype=np.float32)[np.full(per_class, k)]))
                   for k in range(c)]
         plots.save_image_grid(np.concatenate(images), out, rows=c,
-                              title=f"one row per class (0..{c - 1}), the same z in each column")
+                              title=f"rows: classes 0–{c - 1}; columns: one z each")
         return out
     images = sample_means(model, n, seed, label=label, source=source)
     what = sample_title(model, source) + (f", label {label}" if label is not None else "")
