@@ -277,6 +277,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         fit_code_gaussian(model, data.train, cfg, run_dir)
     write_figures(model, cfg, data, run_dir)
     val = history.history.get(model.checkpoint_monitor, [])
+    val_elbo = history.history.get("val_neg_elbo", [])
     summary = {
         "run_dir": str(run_dir),
         "epochs": t.epochs,
@@ -285,8 +286,8 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         "seconds_per_epoch": float(np.median([e for e, _ in timer.history])) if timer.history else None,
         "train_images_per_second": float(np.median([len(data.train) / s for _, s in timer.history]))
         if timer.history else None,
-        "best_val_neg_elbo": float(min([best_so_far] + list(val))) if m.model != "ae" else None,
-        "final_val_neg_elbo": float(val[-1]) if val and m.model != "ae" else None,
+        "best_val_neg_elbo": float(min(val_elbo)) if val_elbo else None,
+        "final_val_neg_elbo": float(val_elbo[-1]) if val_elbo else None,
         "checkpoint_monitor": model.checkpoint_monitor,
         "best_val_monitor": float(min([best_so_far] + list(val))),
     }
