@@ -5,7 +5,8 @@ evaluated by tfvae with one protocol and seed, beside published figures.
     TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/likelihood_table.py \
         [--iw-samples 5000] [--max-examples N] [--root runs/likelihood]
 
-Rows (each trained through ``python cli.py train``, skipped when already finished):
+Rows (each trained through ``python cli.py train`` into ``--root``/NAME, skipped when
+already finished; a symlink NAME -> an existing run reuses that run):
 
 * keras-io example architecture (``--arch kerasio``), latent 2, 30 epochs;
 * PyTorch example's MLP 784-400-20 (``--arch mlp --hidden-units 400 --latent-dim 20``), 10 epochs;
