@@ -224,12 +224,13 @@ def test_cli_compare(family_runs, tmp_path):
     out = tmp_path / "cmp"
     result = run_cli("compare", *runs, "--out", out, "-k", 5, "--max-examples", 200, "--samples", 300, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = (out / "compare.csv").read_text().splitlines()
-    assert len(rows) == 1 + 5  # the autoencoder has two sampling rows
-    header = rows[0].split(",")
-    pca_row = dict(zip(header, rows[1].split(",")))
+    import csv
+
+    with open(out / "compare.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5  # the autoencoder has two sampling rows
+    pca_row, vae_row = rows[0], rows[3]
     assert pca_row["model"] == "pca" and pca_row["nll"] == ""
-    vae_row = dict(zip(header, rows[4].split(",")))
     assert float(vae_row["nll"]) <= float(vae_row["neg_elbo"]) + 1.0 and vae_row["iw_samples"] == "5"
     assert (out / "compare.png").stat().st_size > 0 and "fd_classifier" in (out / "compare.md").read_text()
     # Nothing is overwritten without --force.
