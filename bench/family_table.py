@@ -16,10 +16,11 @@ sample Fréchet distance) and is in nats per image; NLL uses K importance sample
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _cli import cli  # bench/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,15 +34,9 @@ MODELS = [  # (run name, train options)
 ]
 
 
-def cli(*args):
-    cmd = [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--latent-dim", type=int, default=32)
     parser.add_argument("--iw-samples", type=int, default=500)
     parser.add_argument("--samples", type=int, default=10000)

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+from _cli import cli  # bench/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,12 +44,6 @@ PUBLISHED = [
      "K = 5,000, dynamic binarization"),
     ("NVAE (Vahdat & Kautz 2020, table 2): state of the art", "78.01", "dynamically binarized MNIST, K = 1,000"),
 ]
-
-
-def cli(*args):
-    cmd = [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def main():
