@@ -16,7 +16,6 @@ sample Fréchet distance) and is in nats per image; NLL uses K importance sample
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
