@@ -31,12 +31,18 @@ def routes(export_dir) -> dict:
     """URL prefix -> folder (or file) served under it.
 
     Raises:
-        TfvaeError: no batch-1 TFLite decoder in ``export_dir``, or LiteRT.js not installed.
+        TfvaeError: no batch-1 TFLite decoder in ``export_dir``, a file that differs from the
+            SHA-256 in the model card, a decoder whose shapes differ from the card's, or
+            LiteRT.js not installed.
     """
     folder = tflite_dir(export_dir)
     model = folder / "decoder_b1.tflite"
     if not model.is_file():
         raise TfvaeError(f"{export_dir} has no decoder_b1.tflite (export it with: python cli.py export RUN_DIR --tflite)")
+    from .lite import check_decoder_shapes, load_decoder, verify_export
+
+    card = verify_export(folder)
+    check_decoder_shapes(load_decoder(model), card, model)
     if not (MODULES / "core" / "dist" / "index.js").is_file():
         raise TfvaeError(f"LiteRT.js is not installed in {WEB}: run (cd demo/web && npm ci)")
     return {
@@ -49,35 +55,98 @@ def routes(export_dir) -> dict:
     }
 
 
-class DemoHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files from the route table; ``..`` and anything outside it answer 404."""
+PAGE_FILES = ("index.html", "main.js", "style.css")  # the demo's own page; nothing else of demo/web is served
+ALLOWED_HOSTS = ("127.0.0.1", "localhost")
+
+
+def resolve_request(table: dict, raw_path: str):
+    """The file a GET of ``raw_path`` may read, or None (answered 404).
+
+    The path is percent-decoded once; it is refused when it holds ``..``, a backslash,
+    a NUL or an empty segment (``//``), and the resolved file (symlinks followed) must lie
+    inside the folder of the route it came through: a route never reads outside its own
+    folder. The ``/`` route serves only :data:`PAGE_FILES`.
+    """
+    from urllib.parse import unquote
+
+    path = unquote(raw_path.split("?", 1)[0].split("#", 1)[0], errors="strict")
+    if not path.startswith("/") or "\\" in path or "\x00" in path:
+        return None
+    if path == "/":
+        path = "/index.html"
+    segments = path[1:].split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        return None
+    for prefix, target in table.items():
+        if prefix == "/":
+            if len(segments) == 1 and segments[0] in PAGE_FILES:
+                candidate, root = (target / segments[0]).resolve(), target.resolve()
+                return candidate if candidate.is_file() and candidate.parent == root else None
+            continue
+        if not prefix.endswith("/"):
+            if path == prefix and target.is_file():
+                return target.resolve()
+            continue
+        if path.startswith(prefix):
+            root = target.resolve()
+            candidate = (root / path[len(prefix):]).resolve()
+            return candidate if candidate.is_relative_to(root) and candidate.is_file() else None
+    return None
+
+
+class DemoHandler(http.server.BaseHTTPRequestHandler):
+    """GET/HEAD of the route table's files only.
+
+    Every other path (traversal in any encoding, doubled slashes, symlinks leading out of
+    a route's folder, folders) answers 404; a ``Host`` header other than 127.0.0.1 or
+    localhost (with any port) answers 421, so a DNS-rebinding page cannot read the demo
+    from another origin; methods other than GET and HEAD answer 405.
+    """
+
+    server_version = "tfvae-demo"
+    sys_version = ""
 
     def __init__(self, *args, table=None, **kwargs):
         self.table = table
-        super().__init__(*args, directory=str(WEB), **kwargs)
+        super().__init__(*args, **kwargs)
 
-    def translate_path(self, path):
-        path = path.split("?", 1)[0].split("#", 1)[0]
-        if ".." in path.split("/"):
-            return ""
-        if path == "/":
-            path = "/index.html"
-        for prefix, target in self.table.items():
-            if path == prefix and target.is_file():
-                return str(target)
-            if prefix.endswith("/") and path.startswith(prefix):
-                candidate = target / path[len(prefix):]
-                if prefix == "/" and candidate.resolve().is_relative_to(WEB / "node_modules"):
-                    return ""  # only the vendor routes expose node_modules
-                return str(candidate)
-        return ""
+    def _host_allowed(self) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):
+            return False
+        name, _, port = host.partition(":")
+        return name in ALLOWED_HOSTS and (port == "" or port.isdigit())
 
-    def guess_type(self, path):
-        return MIME.get(Path(path).suffix, mimetypes.guess_type(path)[0] or "application/octet-stream")
-
-    def end_headers(self):
+    def _serve(self, body: bool):
+        if not self._host_allowed():
+            return self.send_error(421, "Misdirected Request: this server answers to 127.0.0.1 or localhost only")
+        try:
+            path = resolve_request(self.table, self.path)
+        except UnicodeDecodeError:
+            path = None
+        if path is None:
+            return self.send_error(404, "Not Found")
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", MIME.get(path.suffix, mimetypes.guess_type(path.name)[0]
+                                                  or "application/octet-stream"))
+        self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
-        super().end_headers()
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self._serve(body=True)
+
+    def do_HEAD(self):  # noqa: N802
+        self._serve(body=False)
+
+    def _refuse(self):
+        self.send_error(405, "Method Not Allowed")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
     def log_message(self, fmt, *args):  # quiet: one line per request is noise in a demo
         pass

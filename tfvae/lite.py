@@ -88,16 +88,96 @@ def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "float32", v
     if variant not in VARIANTS:
         raise TfvaeError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     folder = tflite_dir(export_dir, version)
-    card_path = folder / "model_card.json"
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError):
-        raise TfvaeError(f"{card_path} is missing or not JSON") from None
     path = folder / VARIANTS[variant]
     if not path.is_file():
         raise TfvaeError(f"{path} is missing (export with --tflite --quantize {variant})"
                          if variant != "float32" else f"{path} is missing")
-    return decode(load_decoder(path), draw_prior(card, n, seed)), card
+    card = verify_export(folder)
+    interpreter = load_decoder(path)
+    check_decoder_shapes(interpreter, card, path)
+    return decode(interpreter, draw_prior(card, n, seed)), card
+
+
+def read_card(folder) -> dict:
+    """The model card ``folder/model_card.json`` as a dict.
+
+    Raises:
+        TfvaeError: missing, not strict JSON, or lacking ``files``, ``latent_dim`` or ``image_shape``.
+    """
+    card_path = Path(folder) / "model_card.json"
+    try:
+        card = json.loads(card_path.read_text(), parse_constant=_no_constant)
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise TfvaeError(f"{card_path} is missing or not valid JSON") from None
+    ok = (isinstance(card, dict) and isinstance(card.get("files"), list) and isinstance(card.get("latent_dim"), int)
+          and isinstance(card.get("image_shape"), list) and all(isinstance(v, int) for v in card["image_shape"]))
+    if not ok:
+        raise TfvaeError(f"{card_path}: not a tfvae model card (files, latent_dim, image_shape)")
+    return card
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_export(folder) -> dict:
+    """Check every file of this TFLite version against the SHA-256 and size in its model card.
+
+    Args:
+        folder: EXPORT_DIR/tflite/<v>.
+
+    Returns:
+        The model card (dict).
+
+    Raises:
+        TfvaeError: a listed file is missing or its bytes differ from the card (names the
+            file), or a ``.tflite`` in the folder is not listed in the card.
+    """
+    folder = Path(folder)
+    card = read_card(folder)
+    export_dir = folder.parents[1]
+    listed = set()
+    prefix = f"tflite/{folder.name}/"
+    for entry in card["files"]:
+        rel = entry.get("path", "") if isinstance(entry, dict) else ""
+        if not rel.startswith(prefix):
+            continue
+        path = export_dir / rel
+        listed.add(path.name)
+        if not path.is_file():
+            raise TfvaeError(f"{path} is missing (the model card lists it)")
+        if path.stat().st_size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
+            raise TfvaeError(f"{path}: its SHA-256 differs from the model card's; the export is damaged or was "
+                             f"changed (export again with: python cli.py export RUN_DIR --tflite)")
+    for path in sorted(folder.glob("*.tflite")):
+        if path.name not in listed:
+            raise TfvaeError(f"{path} is not listed in {folder / 'model_card.json'}; refusing an unverified decoder")
+    return card
+
+
+def check_decoder_shapes(interpreter, card: dict, path) -> None:
+    """The decoder's ``z`` input must be [B, latent_dim] and its ``images`` output
+    [B, *image_shape], as the model card says.
+
+    Raises:
+        TfvaeError: a shape differs (names the file and both shapes).
+    """
+    runner = interpreter.get_signature_runner("serving_default")
+    z = [int(v) for v in runner.get_input_details()["z"]["shape_signature"]][1:]
+    images = [int(v) for v in runner.get_output_details()["images"]["shape_signature"]][1:]
+    if z != [card["latent_dim"]] or images != list(card["image_shape"]):
+        raise TfvaeError(f"{path}: decoder maps z {z} to images {images}, but the model card says z "
+                         f"[{card['latent_dim']}] to images {card['image_shape']}")
 
 
 def draw_prior(card: dict, n: int, seed: int = 0) -> np.ndarray:
