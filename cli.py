@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -60,9 +61,42 @@ class OneLineErrors(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             code = 130
+        except Exception as exc:  # noqa: BLE001 (faults of the machine: one line, not a traceback)
+            message = fault_message(exc)
+            if message is None or os.environ.get("TFVAE_DEBUG"):
+                raise
+            click.echo(f"error: {message}", err=True)
+            code = 1
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def fault_message(exc: BaseException):
+    """One line for a fault of the machine (a full disk, a read-only or missing folder, no
+    permission, out of memory, a file the OS cannot read), found anywhere in the
+    exception's cause chain; None for anything else (a bug keeps its traceback).
+    TensorFlow's own I/O errors (``tf.errors.OpError``) count too."""
+    seen = set()
+    e = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError):
+            return "out of memory; try a smaller --batch-size, --chunk or -n"
+        if isinstance(e, OSError) and (e.strerror or e.errno):
+            where = f" ({e.filename})" if e.filename else ""
+            return f"cannot read or write a file: {e.strerror or os.strerror(e.errno)}{where}; nothing was overwritten"
+        if type(e).__module__.startswith("tensorflow") and type(e).__name__ in (
+                "ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "UnknownError",
+                "FailedPreconditionError", "DataLossError", "InternalError"):
+            text = " ".join(str(getattr(e, "message", e)).split())[:200]
+            return f"TensorFlow could not read or write a file: {text}; nothing was overwritten"
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(exc).split())
+    for marker in ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded"):
+        if marker in text:
+            return f"cannot write a file: {marker} ({text[:160]}); nothing was overwritten"
+    return None
 
 
 class SigmaType(click.ParamType):
@@ -71,12 +105,33 @@ class SigmaType(click.ParamType):
     name = "FLOAT|learned"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) or value == "learned":
+        import math
+
+        if value == "learned":
             return value
         try:
-            return float(value)
-        except ValueError:
-            self.fail(f"expected a positive number or 'learned', got {value!r}", param, ctx)
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"expected a positive finite number or 'learned', got {value!r}", param, ctx)
+        return number
+
+
+class Finite(click.FloatRange):
+    """A finite float (NaN and ±Infinity refused) within click's FloatRange bounds."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(rv, param, ctx)
+
+
+SEED = click.IntRange(0, 2 ** 32 - 1)
+COUNT = click.IntRange(min=1)
 
 
 def _int_list(ctx, param, value):
@@ -121,9 +176,9 @@ def cli():
 @click.option("--binarization", type=click.Choice(BINARIZATIONS), default=None,
               help="dynamic: fresh Bernoulli draw per epoch; static: threshold 0.5; none: grey levels. "
                    "[default: dynamic for bernoulli, none for gaussian]")
-@click.option("--validation-size", type=int, default=D_DATA.validation_size, show_default=True,
+@click.option("--validation-size", type=click.IntRange(min=1), default=D_DATA.validation_size, show_default=True,
               help="Images carved from the training split for validation.")
-@click.option("--max-train-examples", type=int, default=None, help="Train on the first N training images only.")
+@click.option("--max-train-examples", type=COUNT, default=None, help="Train on the first N training images only.")
 @click.option("--model", type=click.Choice(MODELS), default=D_MODEL.model, show_default=True,
               help="vae; ae: deterministic autoencoder (z = encoder mean, reconstruction loss only); cvae: conditional "
                    "VAE on the one-hot label (Sohn et al. 2015); pca: probabilistic PCA in closed form "
@@ -132,7 +187,7 @@ def cli():
               help="Start from a named recipe in tfvae/presets/ (e.g. mnist-best); options given here override it.")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=D_MODEL.arch, show_default=True,
               help="Encoder/decoder architecture, sized from the image shape.")
-@click.option("--latent-dim", type=int, default=D_MODEL.latent_dim, show_default=True, help="Dimension of z.")
+@click.option("--latent-dim", type=click.IntRange(1, 4096), default=D_MODEL.latent_dim, show_default=True, help="Dimension of z.")
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=D_MODEL.likelihood, show_default=True,
               help="p(x|z): Bernoulli (logits) or Gaussian.")
 @click.option("--sigma", type=SigmaType(), default=D_MODEL.sigma, show_default=True,
@@ -143,33 +198,33 @@ def cli():
               help="Filters of the stride-2 convolutions, comma-separated (conv only). [default: 32,64]")
 @click.option("--prior", type=click.Choice(PRIORS), default=D_MODEL.prior, show_default=True,
               help="p(z): N(0, I); mog: learned mixture of Gaussians; vamp: VampPrior (Tomczak & Welling 2018).")
-@click.option("--prior-components", type=int, default=D_MODEL.prior_components, show_default=True,
+@click.option("--prior-components", type=click.IntRange(0, 100000), default=D_MODEL.prior_components, show_default=True,
               help="Mixture components (mog) or pseudo-inputs (vamp); 0: 10 for mog, 100 for vamp.")
 @click.option("--objective", type=click.Choice(OBJECTIVES), default=D_TRAIN.objective, show_default=True,
               help="elbo, or iwae: the importance-weighted bound with --train-iw-samples K (Burda et al. 2015).")
-@click.option("--train-iw-samples", type=int, default=D_TRAIN.train_iw_samples, show_default=True,
+@click.option("--train-iw-samples", type=click.IntRange(1, 100000), default=D_TRAIN.train_iw_samples, show_default=True,
               help="K importance samples per image of the iwae objective.")
-@click.option("--free-bits", type=float, default=D_TRAIN.free_bits, show_default=True,
+@click.option("--free-bits", type=Finite(min=0), default=D_TRAIN.free_bits, show_default=True,
               help="λ nats per latent dimension: the loss uses Σ_d max(λ, KL_d) (Kingma et al. 2016); 0: off.")
-@click.option("--ema-decay", type=float, default=D_TRAIN.ema_decay, show_default=True,
+@click.option("--ema-decay", type=Finite(0, 1, max_open=True), default=D_TRAIN.ema_decay, show_default=True,
               help="Exponential moving average of the weights (e.g. 0.999), used for validation, checkpoints, "
                    "evaluation and export; 0: off.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule, show_default=True,
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
-@click.option("--steps-per-execution", type=int, default=D_TRAIN.steps_per_execution, show_default=True,
+@click.option("--steps-per-execution", type=COUNT, default=D_TRAIN.steps_per_execution, show_default=True,
               help="Optimizer steps per tf.function call (fewer Python round trips).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=D_TRAIN.precision, show_default=True,
               help="Training arithmetic of the hidden layers: float32, or mixed precision (mixed_bfloat16 on CPUs "
                    "with AVX512-BF16/AMX; mixed_float16 on GPUs). Variables, outputs and evaluation stay float32.")
-@click.option("--beta", type=float, default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
-@click.option("--kl-warmup-epochs", type=int, default=D_TRAIN.kl_warmup_epochs, show_default=True,
+@click.option("--beta", type=Finite(min=0), default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
+@click.option("--kl-warmup-epochs", type=click.IntRange(min=0), default=D_TRAIN.kl_warmup_epochs, show_default=True,
               help="Raise the KL weight linearly from 0 to β over this many epochs.")
-@click.option("--mc-samples", type=int, default=D_TRAIN.mc_samples, show_default=True,
+@click.option("--mc-samples", type=click.IntRange(1, 100000), default=D_TRAIN.mc_samples, show_default=True,
               help="Reparameterized z samples per image in the reconstruction term.")
-@click.option("--epochs", type=int, default=D_TRAIN.epochs, show_default=True, help="Passes over the training split.")
-@click.option("--batch-size", type=int, default=D_TRAIN.batch_size, show_default=True, help="Images per step.")
-@click.option("--learning-rate", type=float, default=D_TRAIN.learning_rate, show_default=True, help="Adam step size.")
-@click.option("--seed", type=int, default=D_TRAIN.seed, show_default=True,
+@click.option("--epochs", type=click.IntRange(1, 1000000), default=D_TRAIN.epochs, show_default=True, help="Passes over the training split.")
+@click.option("--batch-size", type=click.IntRange(1, 1000000), default=D_TRAIN.batch_size, show_default=True, help="Images per step.")
+@click.option("--learning-rate", type=Finite(min=0, min_open=True), default=D_TRAIN.learning_rate, show_default=True, help="Adam step size.")
+@click.option("--seed", type=SEED, default=D_TRAIN.seed, show_default=True,
               help="Seed of initialisation, shuffling, binarization and z noise.")
 @click.option("--jit/--no-jit", default=D_TRAIN.jit, show_default=True, help="Compile the steps with XLA.")
 @click.option("--deterministic", is_flag=True,
@@ -258,13 +313,13 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--iw-samples", "-k", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--iw-samples", "-k", type=click.IntRange(1, 1000000), default=1000, show_default=True,
               help="Importance samples K per image for the NLL (Burda et al. 2015).")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Evaluate the first N test images only.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the importance samples.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the importance samples.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
               help="Weights to evaluate: best validation −ELBO, or the last epoch.")
-@click.option("--chunk", type=click.IntRange(min=1), default=4096, show_default=True,
+@click.option("--chunk", type=click.IntRange(1, 1 << 22), default=4096, show_default=True,
               help="Decoder inputs per batched call (bounds memory).")
 @data_location_options
 def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_dir, idx_dir):
@@ -288,12 +343,12 @@ def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_di
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("-n", "num", type=click.IntRange(min=1), default=64, show_default=True, help="Number of samples.")
+@click.option("-n", "num", type=click.IntRange(1, 10000), default=64, show_default=True, help="Number of samples.")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True, help="PNG file to write.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prior draws.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the prior draws.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
-@click.option("--label", type=int, default=None,
+@click.option("--label", type=click.IntRange(min=0), default=None,
               help="Conditional VAE (--model cvae) only: generate this class. Without it, a cvae's grid has one row "
                    "per class.")
 @click.option("--source", type=click.Choice(["prior", "fitted"]), default="prior", show_default=True,
@@ -353,8 +408,8 @@ def export(run_dir, name, out_root, tflite, quantize, checkpoint):
 
 @cli.command()
 @click.argument("export_dir", type=click.Path())
-@click.option("-n", "num", type=int, default=16, show_default=True, help="Number of images.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of z ~ N(0, I) (numpy).")
+@click.option("-n", "num", type=click.IntRange(1, 10000), default=16, show_default=True, help="Number of images.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of z ~ N(0, I) (numpy).")
 @click.option("--variant", default="float32", show_default=True,
               help="float32, float16, dynamic or int8 (the quantized ones must have been exported).")
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True, help="PNG file to write.")
@@ -371,7 +426,7 @@ def generate(export_dir, num, seed, variant, out, force):
 
 @cli.command()
 @click.argument("export_dir", type=click.Path())
-@click.option("--port", type=int, default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 def demo(export_dir, port):
     """Serve the browser demo (LiteRT.js + decoder_b1.tflite) on 127.0.0.1 only.
 
@@ -394,20 +449,27 @@ def _run_command_prelude(run_dir, models=("vae", "ae")):
     from tfvae.rundir import read_config
 
     cfg = read_config(run_dir)  # "not a run" fails before TensorFlow starts
+    ctx = click.get_current_context()
     if cfg.model.model not in models:
-        command = click.get_current_context().command.name
-        raise TfvaeError(f"{command} works on --model {' or '.join(models)} runs; {run_dir} is --model {cfg.model.model}")
+        raise TfvaeError(f"{ctx.command.name} works on --model {' or '.join(models)} runs; "
+                         f"{run_dir} is --model {cfg.model.model}")
+    out = ctx.params.get("out")
+    if out is None or Path(out).resolve().is_relative_to(Path(run_dir).resolve()):
+        from tfvae.locks import folder_lock
+
+        # It writes into the run: one writer of a run at a time (released when the command ends).
+        ctx.with_resource(folder_lock(run_dir, ctx.command.name))
     _quiet_tensorflow()
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--from", "start", type=int, required=True, help="Index of the first test image.")
-@click.option("--to", "end", type=int, required=True, help="Index of the last test image.")
-@click.option("--steps", type=int, default=10, show_default=True, help="Decoded points on the path (≥ 2).")
+@click.option("--from", "start", type=click.IntRange(min=0), required=True, help="Index of the first test image.")
+@click.option("--to", "end", type=click.IntRange(min=0), required=True, help="Index of the last test image.")
+@click.option("--steps", type=click.IntRange(2, 1000), default=10, show_default=True, help="Decoded points on the path (≥ 2).")
 @click.option("--method", type=click.Choice(["linear", "slerp"]), default="linear", show_default=True,
               help="Straight line, or spherical interpolation (stays in the prior's typical set).")
-@click.option("--analogy", type=int, nargs=3, default=None, metavar="A B C",
+@click.option("--analogy", type=click.IntRange(min=0), nargs=3, default=None, metavar="A B C",
               help="Also decode z_C + (z_B − z_A) for test images A, B, C.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
 def interpolate(run_dir, start, end, steps, method, analogy, out):
@@ -422,7 +484,7 @@ def interpolate(run_dir, start, end, steps, method, analogy, out):
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--tsne", is_flag=True, help="Also a t-SNE map (scikit-learn; slower).")
-@click.option("--grid", type=int, default=20, show_default=True, help="Manifold grid size for a 2-D latent.")
+@click.option("--grid", type=click.IntRange(2, 200), default=20, show_default=True, help="Manifold grid size for a 2-D latent.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
 def latent(run_dir, tsne, grid, out):
     """Map the test set's posterior means in 2-D, coloured by label (and the manifold for a 2-D latent)."""
@@ -451,7 +513,7 @@ def _label_counts(ctx, param, value):
 @click.argument("run_dir", type=click.Path())
 @click.option("--labels", callback=_label_counts, default="100,1000,all", show_default=True,
               help="Labelled training images per experiment, comma-separated, or 'all'.")
-@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--seeds", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Random labelled subsets per count (mean ± std).")
 @click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
 def classify(run_dir, labels, seeds, out):
@@ -470,7 +532,7 @@ def classify(run_dir, labels, seeds, out):
                                           "(the run's own dataset: its validation split).")
 @click.option("--corrupt", "corruption", type=click.Choice(["noise", "blank", "invert"]), default=None,
               help="Score corrupted copies of the test split instead.")
-@click.option("--iw-samples", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--iw-samples", type=click.IntRange(0, 1000000), default=0, show_default=True,
               help="Also score by the importance-weighted NLL with K samples (0: −ELBO only).")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Images per set.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="TFDS folder of the --ood dataset.")
@@ -494,8 +556,8 @@ def anomaly(run_dir, ood, corruption, iw_samples, max_examples, data_dir, out):
 @click.argument("run_dir", type=click.Path())
 @click.option("--mask", "mask_spec", default="bottom", show_default=True,
               help="Missing pixels: top, bottom, left, right (half the image) or random:P.")
-@click.option("-n", "num", type=int, default=8, show_default=True, help="Test images to complete.")
-@click.option("--steps", type=int, default=20, show_default=True, help="Encode → decode iterations.")
+@click.option("-n", "num", type=click.IntRange(1, 10000), default=8, show_default=True, help="Test images to complete.")
+@click.option("--steps", type=click.IntRange(1, 10000), default=20, show_default=True, help="Encode → decode iterations.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
 def inpaint(run_dir, mask_spec, num, steps, out):
     """Fill in missing pixels by iterating encode → decode, keeping the observed ones."""
@@ -513,10 +575,10 @@ def inpaint(run_dir, mask_spec, num, steps, out):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--dims", type=int, default=10, show_default=True, help="Latent dimensions shown (largest KL first).")
-@click.option("--steps", type=int, default=9, show_default=True, help="Values in each sweep (≥ 2).")
-@click.option("--limit", type=float, default=3.0, show_default=True, help="Sweep z_d from −LIMIT to LIMIT.")
-@click.option("--image", type=int, default=0, show_default=True,
+@click.option("--dims", type=click.IntRange(1, 4096), default=10, show_default=True, help="Latent dimensions shown (largest KL first).")
+@click.option("--steps", type=click.IntRange(2, 1000), default=9, show_default=True, help="Values in each sweep (≥ 2).")
+@click.option("--limit", type=Finite(min=0, min_open=True, max=1000), default=3.0, show_default=True, help="Sweep z_d from −LIMIT to LIMIT.")
+@click.option("--image", type=click.IntRange(min=0), default=0, show_default=True,
               help="Test image whose posterior mean fixes the other dimensions.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
 def traverse(run_dir, dims, steps, limit, image, out):
@@ -536,14 +598,14 @@ def traverse(run_dir, dims, steps, limit, image, out):
 @click.argument("run_dirs", nargs=-1, type=click.Path())
 @click.option("--out", type=click.Path(file_okay=False), default="comparison", show_default=True,
               help="Folder for compare.csv, compare.md and compare.png (created if missing).")
-@click.option("--iw-samples", "-k", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="K for the test NLL of runs without an eval.json (written for them).")
+@click.option("--iw-samples", "-k", type=click.IntRange(1, 1000000), default=1000, show_default=True,
+              help="K for the test NLL. A run's eval.json is reused only when its K, number of images, seed and "
+                   "checkpoint match; otherwise the NLL is computed here and eval.json is left as it is.")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None,
-              help="Use the first N test images for reconstructions and NLL (an existing eval.json on another "
-                   "number of images is recomputed).")
-@click.option("--samples", "n_samples", type=click.IntRange(min=2), default=10000, show_default=True,
+              help="Use the first N test images for reconstructions and NLL.")
+@click.option("--samples", "n_samples", type=click.IntRange(2, 100000), default=10000, show_default=True,
               help="Generated images per run for the Fréchet distance and label statistics.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples and importance samples.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the samples and importance samples.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="TFDS data folder.")
 @click.option("--force", is_flag=True, help="Replace compare.* in --out.")
 def compare(run_dirs, out, iw_samples, max_examples, n_samples, seed, data_dir, force):

@@ -84,6 +84,8 @@ def main(argv=None) -> None:
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--calls", type=int, default=200, help="timed calls per figure (median)")
     parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--result", default=None,
+                        help="also write bench/results/RESULT.json (figures, command, commit, machine)")
     parser.add_argument("--shape-sweep", action="store_true",
                         help="also time batch-1 LiteRT float32 decoders of six other shapes (random weights)")
     args = parser.parse_args(argv)
@@ -130,6 +132,8 @@ def main(argv=None) -> None:
     print(header)
     print("-" * len(header))
     ref_tput = 64 / ref_batch
+    rows = [{"runtime": "SavedModel (TF)", "bytes": None, "latency_ms": ref_latency * 1e3, "gflops": flops / ref_latency / 1e9,
+             "peak_fraction": flops / ref_latency / 1e9 / peak, "batch64_images_per_second": ref_tput}]
     print(f"{'SavedModel (TF)':<26}{'':>11}{ref_latency * 1e3:>13.3f}{1.0:>8.2f}{flops / ref_latency / 1e9:>9.2f}"
           f"{100 * flops / ref_latency / 1e9 / peak:>7.1f}%{ref_tput:>16.0f}{1.0:>8.2f}")
     size32 = None
@@ -142,17 +146,28 @@ def main(argv=None) -> None:
         one = litert_runner(path, 1, d)
         latency = median_seconds(one, args.calls)
         many = litert_runner(path, 64, d)
+        tput = None
         if many:
             tput = 64 / median_seconds(many, max(20, args.calls // 10))
             batch = f"{tput:>16.0f}{tput / ref_tput:>8.2f}"
         else:
             batch = f"{'n/a (batch 1)':>16}{'':>8}"
         gflops = flops / latency / 1e9
+        rows.append({"runtime": f"LiteRT {name}", "bytes": size, "latency_ms": latency * 1e3, "gflops": gflops,
+                     "peak_fraction": gflops / peak, "batch64_images_per_second": tput,
+                     "size_fraction_of_float32": size / size32})
         print(f"{'LiteRT ' + name:<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
               f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{batch}"
               f"   size {size / size32:.0%} of float32")
     if args.shape_sweep:
         shape_sweep(cfg, peak, args.calls)
+    if args.result:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _evidence import write_result
+
+        write_result(args.result, {"export": str(args.export_dir), "version": version, "latent_dim": d,
+                                   "decoder_mflop_per_sample": flops / 1e6, "one_core_peak_gflops": peak,
+                                   "threads": 1, "calls": args.calls, "rows": rows}, peak_gflops=peak, peak_threads=1)
     print()
     print("Goals: LiteRT float32 1-sample latency <= SavedModel's (ratio 'vs SM' <= 1) and >= 50% of the "
           "one-core peak; float16 file <= 55% and int8 file <= 30% of the float32 one.")

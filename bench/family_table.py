@@ -72,6 +72,13 @@ def main():
         if (run_dir / "config.json").is_file() and run_dir.name != "pca":
             cli("traverse", run_dir, "--dims", 8)
     print((ROOT / args.out / "compare.md").read_text())
+    from _evidence import write_result
+
+    out = Path(args.out)
+    write_result("family_table", {"epochs": args.epochs, "latent_dim": args.latent_dim, "iw_samples": args.iw_samples,
+                                  "samples": args.samples, "max_examples": args.max_examples,
+                                  "table": str(out / "compare.csv")},
+                 sources=[str(out / "compare.csv"), str(out / "compare.md")])
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def main():
         from tfvae.evaluate import evaluate_run
     root = ROOT / args.root
     root.mkdir(parents=True, exist_ok=True)
+    rows = []
     lines = ["| model | test NLL (nats) | −ELBO (nats) | active units | training minutes | protocol |",
              "|---|---|---|---|---|---|"]
     for name, label, options in ROWS:
@@ -81,12 +82,20 @@ def main():
         report = json.loads(report_path.read_text())
         m, p = report["metrics"], report["protocol"]
         minutes = json.loads((run_dir / "summary.json").read_text())["seconds"] / 60
+        rows.append({"name": name, "label": label, "train_options": options, "protocol": p,
+                     "metrics": {k: v for k, v in m.items() if k not in ("activity_per_dim", "kl_per_dim")},
+                     "training_minutes": minutes, "eval_seconds": report["seconds"]})
         lines.append(f"| {label} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | "
                      f"{m['active_units']} of {m['latent_dim']} | {minutes:.0f} | K = {p['iw_samples']:,}, "
                      f"{p['num_images']:,} test images |")
     for label, nll, protocol in PUBLISHED:
         lines.append(f"| {label} | {nll} | | | | {protocol} (published) |")
     print("\n".join(lines))
+    if not args.train_only and args.only is None:
+        from _evidence import write_result
+
+        write_result("likelihood_table", {"rows": rows, "published": [
+            {"label": label, "nll": nll, "protocol": protocol} for label, nll, protocol in PUBLISHED]})
 
 
 if __name__ == "__main__":

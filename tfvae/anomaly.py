@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import plots
-from .config import atomic_write_text
+from .config import atomic_write_text, json_text
 from .data import binarize_fixed, load_dataset
 from .errors import TfvaeError
 from .evaluate import evaluate_images
@@ -131,10 +131,11 @@ def anomaly(run_dir, ood=None, corruption=None, iw_samples: int = 0, max_example
                      fontsize=10)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / f"anomaly_{name}.png", dpi=100)
-    plt.close(fig)
+    from .plots import save_figure
+
+    save_figure(fig, folder / f"anomaly_{name}.png")
     result["figure"] = f"anomaly_{name}.png"
-    atomic_write_text(folder / f"anomaly_{name}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(folder / f"anomaly_{name}.json", json_text(result))
     return result
 
 
@@ -204,5 +205,5 @@ def inpaint(run_dir, mask_spec: str = "bottom", n: int = 8, steps: int = 20, out
     result = {"mask": mask_spec, "images": int(n), "steps": steps, "missing_pixels": int(mask.sum()),
               "completion": errors(x), "mean_image_baseline": errors(baseline),
               "observed_pixels_unchanged": bool(np.array_equal(x * (1 - mask), truth * (1 - mask)))}
-    atomic_write_text(folder / f"inpaint_{label}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(folder / f"inpaint_{label}.json", json_text(result))
     return result

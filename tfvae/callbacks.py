@@ -46,8 +46,12 @@ def save_weights_atomically(model, path) -> None:
     """``model.save_weights`` to a temporary file beside ``path``, then rename over it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name[:-len('.weights.h5')]}.tmp.weights.h5")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
+    try:
+        model.save_weights(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -96,34 +100,43 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 
 class GracefulInterrupt(keras.callbacks.Callback):
-    """First Ctrl-C: finish the epoch (its checkpoint and backup are written), then stop.
-    Second Ctrl-C: stop at once (KeyboardInterrupt). ``interrupted`` tells which happened."""
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the epoch (its checkpoint and backup are
+    written), then stop. A second signal stops at once (KeyboardInterrupt).
+    ``interrupted`` tells whether it happened and ``signum`` which signal it was, so a job
+    pre-empted by a scheduler (Kubernetes, Slurm send SIGTERM) loses nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, say=print):
         super().__init__()
         self.say = say
         self.interrupted = False
-        self._previous = None
+        self.signum = None
+        self._previous = {}
 
     def _handler(self, signum, frame):
         if self.interrupted:
             raise KeyboardInterrupt
         self.interrupted = True
-        self.say("\ninterrupt: stopping after this epoch's checkpoint (Ctrl-C again stops at once)")
+        self.signum = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.say(f"\n{name}: stopping after this epoch's checkpoint (a second signal stops at once)")
 
     def on_train_begin(self, logs=None):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handler)
+            except ValueError:  # not the main thread: leave the signals alone
+                pass
 
     def on_epoch_end(self, epoch, logs=None):
         if self.interrupted:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 class FiniteBackupAndRestore(keras.callbacks.BackupAndRestore):

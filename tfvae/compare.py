@@ -2,8 +2,9 @@
 
 Per run, on the run's test split binarized as in ``evaluate``:
 
-* test NLL (importance-weighted, K samples; from ``eval.json``, computed and written when
-  missing) and −ELBO for the models that define them (vae, cvae; cvae's is log p(x|y));
+* test NLL (importance-weighted, K samples; from ``eval.json`` when its protocol (K,
+  images, seed, checkpoint) is the one asked for, else computed here; ``eval.json`` is
+  never written or replaced by ``compare``) and −ELBO for the models that define them (vae, cvae; cvae's is log p(x|y));
   "n/a" for ae and pca;
 * reconstruction error of x̂ = E[x | z = E_q[z|x]]: binary cross-entropy Σ_pixels and mean
   squared error (mean over pixels), both averaged over images;
@@ -70,7 +71,7 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
         (rows, shown): ``shown`` is a list of float32 [SAMPLES_SHOWN, H, W, C] per row.
     """
     from .data import binarize_fixed
-    from .evaluate import evaluate_run
+    from .evaluate import evaluate_run, matching_report
     from .quality import sample_quality
     from .rundir import load_model
     from .sample import sample_means
@@ -87,15 +88,15 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
     activity = np.var(codes.astype(np.float64), axis=0)
     nll = neg_elbo = k = None
     if kind in ("vae", "cvae"):
-        report = None
-        eval_path = run_dir / "eval.json"
-        if eval_path.is_file():
-            report = json.loads(eval_path.read_text())
-            if max_examples is not None and report["protocol"]["num_images"] != len(raw):
-                report = None
+        # An eval.json is reused only when its protocol is the one asked for; compare never
+        # writes or replaces it (evaluate does).
+        report = matching_report(run_dir, iw_samples, len(raw), seed)
         if report is None:
-            say(f"{run_dir}: evaluating (K={iw_samples}, {len(raw)} test images)")
-            report = evaluate_run(run_dir, iw_samples=iw_samples, max_examples=max_examples, seed=seed, progress=False)
+            say(f"{run_dir}: evaluating (K={iw_samples}, {len(raw)} test images, seed {seed}; not written)")
+            report = evaluate_run(run_dir, iw_samples=iw_samples, max_examples=max_examples, seed=seed, progress=False,
+                                  write=False)
+        else:
+            say(f"{run_dir}: reusing eval.json (same K, images, seed and checkpoint)")
         nll, neg_elbo, k = report["metrics"]["nll"], report["metrics"]["neg_elbo"], report["protocol"]["iw_samples"]
     summary_path = run_dir / "summary.json"
     minutes = json.loads(summary_path.read_text()).get("seconds", float("nan")) / 60 if summary_path.is_file() else None

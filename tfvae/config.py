@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -203,6 +204,7 @@ class RunConfig:
             TfvaeError: naming the option and what was expected, for the first bad field.
         """
         d, m, t = self.data, self.model, self.train
+        self._check_types()
 
         def positive_int(name, value):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -221,6 +223,9 @@ class RunConfig:
             raise TfvaeError(f"--prior-components must be a non-negative integer, got {m.prior_components!r}")
         if m.prior != "standard" and m.model not in ("vae", "cvae"):
             raise TfvaeError(f"--prior {m.prior} needs --model vae or cvae, not {m.model}")
+        if m.prior == "vamp" and m.model == "cvae":
+            raise TfvaeError("--prior vamp needs --model vae: the VampPrior mixes the encoder's posteriors of "
+                             "pseudo-inputs, and a cvae's encoder also needs a label (use --prior mog with cvae)")
         choice("likelihood", m.likelihood, LIKELIHOODS)
         if isinstance(m.sigma, str):
             if m.sigma != "learned":
@@ -270,6 +275,60 @@ class RunConfig:
         if isinstance(t.kl_warmup_epochs, bool) or not isinstance(t.kl_warmup_epochs, int) or t.kl_warmup_epochs < 0:
             raise TfvaeError(f"--kl-warmup-epochs must be a non-negative integer, got {t.kl_warmup_epochs!r}")
 
+    def _check_types(self) -> None:
+        """Each field's JSON type (a hand-edited or damaged config.json fails here, by name)."""
+        def is_int(v):
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v):
+            return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+        def opt_str(v):
+            return v is None or isinstance(v, str)
+
+        def int_list(v):
+            return v is None or (isinstance(v, list) and all(is_int(x) for x in v))
+
+        checks = {
+            "data": {"dataset": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+                     "data_dir": (opt_str, "a string or null"), "idx_dir": (opt_str, "a string or null"),
+                     "binarization": (opt_str, "a string or null"), "validation_size": (is_int, "an integer"),
+                     "split_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+                     "binarization_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+                     "max_train_examples": (lambda v: v is None or is_int(v), "an integer or null")},
+            "model": {"model": (lambda v: isinstance(v, str), "a string"), "arch": (lambda v: isinstance(v, str), "a string"),
+                      "latent_dim": (is_int, "an integer"), "likelihood": (lambda v: isinstance(v, str), "a string"),
+                      "sigma": (lambda v: v == "learned" or is_num(v), "a finite number or 'learned'"),
+                      "hidden_units": (int_list, "a list of integers or null"),
+                      "conv_filters": (int_list, "a list of integers or null"),
+                      "scale_floor": (is_num, "a finite number"), "prior": (lambda v: isinstance(v, str), "a string"),
+                      "prior_components": (is_int, "an integer"),
+                      "num_classes": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+                      "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 3
+                                                              and all(is_int(x) and 0 < x <= 65536 for x in v)),
+                                      "[height, width, channels] (positive integers) or null")},
+            "train": {name: (is_int, "an integer") for name in (
+                "epochs", "batch_size", "kl_warmup_epochs", "mc_samples", "train_iw_samples", "steps_per_execution")},
+        }
+        checks["train"].update({name: (is_num, "a finite number") for name in (
+            "learning_rate", "beta", "free_bits", "ema_decay")})
+        checks["train"].update({"objective": (lambda v: isinstance(v, str), "a string"),
+                                "lr_schedule": (lambda v: isinstance(v, str), "a string"),
+                                "precision": (lambda v: isinstance(v, str), "a string"),
+                                "jit": (lambda v: isinstance(v, bool), "true or false"),
+                                "seed": (lambda v: is_int(v) and 0 <= v < 2 ** 32, "an integer in [0, 2^32)")})
+        for section, fields in checks.items():
+            obj = getattr(self, section)
+            for name, (ok, expected) in fields.items():
+                value = getattr(obj, name)
+                if not ok(value):
+                    raise TfvaeError(f"{section}.{name} ({_option(name)}) must be {expected}, got {value!r}")
+        if not isinstance(self.meta, dict):
+            raise TfvaeError(f"meta must be a JSON object, got {type(self.meta).__name__}")
+        names = self.meta.get("class_names")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise TfvaeError(f"meta.class_names must be a list of strings, got {names!r}")
+
     @classmethod
     def from_options(cls, values: dict) -> "RunConfig":
         """Build from ``train``'s options (a dict keyed by field name; extra keys ignored)."""
@@ -307,12 +366,15 @@ class RunConfig:
             if bad:
                 raise TfvaeError(f"{source}: unknown key(s) {sorted(bad)} in section {key!r}")
             kwargs[key] = section_cls(**values)
-        kwargs["meta"] = dict(raw.get("meta", {}))
+        meta = raw.get("meta", {})
+        if not isinstance(meta, dict):
+            raise TfvaeError(f"{source}: section 'meta' must be a JSON object")
+        kwargs["meta"] = dict(meta)
         return cls(**kwargs)
 
     def save(self, path: Union[str, Path]) -> None:
         """Write as JSON atomically (temporary file in the same folder, then rename)."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json_text(self.to_dict(), sort_keys=True))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "RunConfig":
@@ -323,11 +385,11 @@ class RunConfig:
         """
         path = Path(path)
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(), parse_constant=_reject_constant)
         except FileNotFoundError:
             raise TfvaeError(f"{path} is missing") from None
         except (OSError, ValueError) as exc:
-            raise TfvaeError(f"{path}: not readable JSON ({exc})") from None
+            raise TfvaeError(f"{path}: not readable JSON ({' '.join(str(exc).split())[:160]})") from None
         return cls.from_dict(raw, source=str(path))
 
 
@@ -355,8 +417,59 @@ def load_preset(name: str) -> dict:
     return {k: v for k, v in raw.items() if k in ("data", "model", "train")}
 
 
+def json_text(obj, sort_keys: bool = False) -> str:
+    """Strict JSON text (indent 2, trailing newline): NaN and ±Infinity, which
+    ``json.dumps`` would write as the non-standard tokens NaN / Infinity, become null."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if hasattr(v, "item") and hasattr(v, "dtype") and getattr(v, "ndim", 1) == 0:  # numpy scalars
+            return clean(v.item())
+        return v
+
+    return json.dumps(clean(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+
+
+def atomic_savez(path: Union[str, Path], **arrays) -> None:
+    """``numpy.savez`` to a temporary file beside ``path``, then rename (old file kept on failure)."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.chmod(tmp, umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` with the process's umask applied (what ``open`` would give a new file)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def atomic_write_text(path: Union[str, Path], text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The new file gets the user's umask (``mkstemp`` alone would make it 0600). On any
+    error (a full disk, a read-only folder) the temporary file is removed and the old
+    file is left as it was.
+
+    Raises:
+        OSError: the folder cannot be written (the caller's one-line error names the path).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -364,6 +477,7 @@ def atomic_write_text(path: Union[str, Path], text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

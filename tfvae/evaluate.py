@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import distributions as dist
-from .config import atomic_write_text
+from .config import atomic_write_text, json_text
 from .data import binarize_fixed, load_dataset
 from .errors import TfvaeError
 from .objectives import iw_log_likelihood, log_importance_weights
@@ -52,16 +52,30 @@ def log_weights_fn(model):
     return fn
 
 
+NOISE_SCHEME = "eps[i, k] = numpy default_rng([seed, i]).standard_normal((K, D))[k], i = test-image index"
+
+
+def image_noise(seed: int, indices, k: int, d: int) -> np.ndarray:
+    """Standard-normal noise keyed by image: row j is ``default_rng([seed, indices[j]])``'s
+    first K·D draws, float32 [len(indices), K, D]. Image i's K samples are the same
+    whatever the chunk size, the images evaluated beside it, or the worker that runs it,
+    so the NLL does not depend on how the work is batched."""
+    return np.stack([np.random.default_rng([int(seed), int(i)]).standard_normal((k, d), dtype=np.float32)
+                     for i in indices])
+
+
 def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk: int = 4096,
-                    progress: bool = True, labels=None) -> dict:
+                    progress: bool = True, labels=None, first_index: int = 0) -> dict:
     """Evaluate ``model`` on float32 images [N, H, W, C].
 
     Args:
         labels: int labels [N] (needed by a conditional VAE, which then estimates log p(x|y)).
         iw_samples: K ≥ 1 importance samples per image.
-        seed: seed of the ε ~ N(0, I) noise.
-        chunk: decoder inputs per batched call (images per call × samples per call).
+        seed: seed of the ε ~ N(0, I) noise, keyed per image (:func:`image_noise`).
+        chunk: decoder inputs per batched call (images per call × samples per call); it
+            changes memory and speed, not the result (beyond float32 rounding, ~1e-5 nats).
         progress: show a Keras progress bar with the estimated time left.
+        first_index: the index of ``images[0]`` in its split (the noise key of each image).
 
     Returns:
         Dict of per-image float64 arrays [N]: ``nll`` (−log p̂(x), Burda et al. 2015
@@ -75,7 +89,6 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     samples_per_call = min(k, chunk)
     images_per_call = max(1, chunk // samples_per_call)
     fn = log_weights_fn(model)
-    rng = np.random.default_rng(seed)
     out = {key: [] for key in ("nll", "reconstruction", "kl", "posterior_mean", "kl_per_dim")}
     bar = keras.utils.Progbar(n, unit_name="image") if progress else None
     standard = model.config.prior == "standard"
@@ -88,10 +101,11 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
         y = None if labels is None or not getattr(model, "conditional", False) else \
             tf.constant(onehot[start:start + images_per_call])
         b = int(x.shape[0])
+        noise = np.ascontiguousarray(image_noise(seed, range(first_index + start, first_index + start + b), k, d)
+                                     .transpose(1, 0, 2))  # [K, b, D]
         log_w, log_lik = [], []
         for s0 in range(0, k, samples_per_call):
-            s = min(samples_per_call, k - s0)
-            eps = tf.constant(rng.standard_normal((s, b, d), dtype=np.float32))
+            eps = tf.constant(noise[s0:s0 + samples_per_call])
             lw, ll, loc, scale = fn(x, eps) if y is None else fn(x, eps, y)
             log_w.append(lw.numpy())
             log_lik.append(ll.numpy())
@@ -166,7 +180,18 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
                          f"use: python cli.py compare {run_dir}")
     if kind == "pca":
         return evaluate_pca(run_dir, max_examples=max_examples, data_dir=data_dir, idx_dir=idx_dir, write=write)
+    if write:
+        from .locks import folder_lock
+
+        with folder_lock(run_dir, "evaluate"):
+            return _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk,
+                                 progress, write)
+    return _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write)
+
+
+def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write):
     model, cfg = load_model(run_dir, checkpoint)
+    check_finite_weights(model, run_dir, checkpoint)
     if data_dir is not None:
         cfg.data.data_dir = data_dir
     if idx_dir is not None:
@@ -183,26 +208,81 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
                              labels=labels)
     seconds = time.perf_counter() - start
     report = {
-        "protocol": {
-            "dataset": cfg.data.dataset,
-            "split": "test",
-            "num_images": int(len(images)),
-            "binarization": cfg.data.binarization,
-            "binarization_seed": cfg.data.binarization_seed if cfg.data.binarization == "dynamic" else None,
-            "iw_samples": int(iw_samples),
-            "sampling_seed": int(seed),
-            "checkpoint": checkpoint,
-            "estimator": "log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
-                         + ("; conditional on the test label: log p(x|y)" if cfg.model.model == "cvae" else ""),
-            "prior": cfg.model.prior,
-            "units": "nats per image",
-        },
+        "protocol": protocol(run_dir, cfg, len(images), iw_samples, seed, checkpoint, chunk),
         "metrics": summarize(result),
         "seconds": seconds,
     }
     if write:
-        atomic_write_text(Path(run_dir) / "eval.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(Path(run_dir) / "eval.json", json_text(report))
     return report
+
+
+def checkpoint_sha256(run_dir, checkpoint: str = "best") -> str:
+    """SHA-256 of the weights file ``checkpoint`` (``best`` falls back to ``last``, as loading does)."""
+    import hashlib
+
+    from .rundir import checkpoint_path
+
+    path = checkpoint_path(run_dir, checkpoint)
+    if checkpoint == "best" and not path.is_file():
+        path = checkpoint_path(run_dir, "last")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def protocol(run_dir, cfg, num_images: int, iw_samples: int, seed: int, checkpoint: str, chunk: int) -> dict:
+    """Every setting that can change an evaluation's figures (recorded in ``eval.json``)."""
+    from . import __version__
+
+    return {
+        "dataset": cfg.data.dataset,
+        "data_source": cfg.data.idx_dir or "tfds",
+        "split": "test",
+        "num_images": int(num_images),
+        "first_image": 0,
+        "binarization": cfg.data.binarization,
+        "binarization_seed": cfg.data.binarization_seed if cfg.data.binarization == "dynamic" else None,
+        "iw_samples": int(iw_samples),
+        "sampling_seed": int(seed),
+        "noise": NOISE_SCHEME,
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": checkpoint_sha256(run_dir, checkpoint),
+        "chunk": int(chunk),
+        "estimator": "log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
+                     + ("; conditional on the test label: log p(x|y)" if cfg.model.model == "cvae" else ""),
+        "prior": cfg.model.prior,
+        "units": "nats per image",
+        "tfvae_version": __version__,
+        "tensorflow_version": tf.__version__,
+    }
+
+
+def matching_report(run_dir, iw_samples: int, num_images: int, seed: int, checkpoint: str = "best"):
+    """The run's ``eval.json`` if it was computed with exactly this protocol (K, number of
+    images, seed, checkpoint and the checkpoint file's SHA-256, noise scheme); else None
+    (also when the file is missing or unreadable)."""
+    path = Path(run_dir) / "eval.json"
+    try:
+        report = json.loads(path.read_text())
+        p = report["protocol"]
+        ok = (p.get("iw_samples") == iw_samples and p.get("num_images") == num_images
+              and p.get("sampling_seed") == seed and p.get("checkpoint") == checkpoint
+              and p.get("noise") == NOISE_SCHEME and p.get("first_image", 0) == 0
+              and p.get("checkpoint_sha256") == checkpoint_sha256(run_dir, checkpoint))
+        return report if ok and isinstance(report.get("metrics"), dict) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def check_finite_weights(model, run_dir, checkpoint: str) -> None:
+    """Raises TfvaeError naming the first weight with NaN or Inf values."""
+    for var in model.weights:
+        if not np.all(np.isfinite(var.numpy())):
+            raise TfvaeError(f"{run_dir}: the {checkpoint} checkpoint holds NaN or Inf values ({var.path}); "
+                             f"refusing to use it (train again, or resume from a good backup)")
 
 
 def evaluate_pca(run_dir, max_examples=None, data_dir=None, idx_dir=None, write: bool = True) -> dict:
@@ -232,7 +312,7 @@ def evaluate_pca(run_dir, max_examples=None, data_dir=None, idx_dir=None, write:
         "seconds": time.perf_counter() - start,
     }
     if write:
-        atomic_write_text(Path(run_dir) / "eval.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(Path(run_dir) / "eval.json", json_text(report))
     return report
 
 

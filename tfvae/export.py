@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -40,7 +41,7 @@ import tensorflow as tf
 
 from . import __version__
 from . import distributions as dist
-from .config import atomic_write_text
+from .config import atomic_write_text, json_text
 from .errors import TfvaeError
 from .quiet import native_output_silenced
 from .rundir import load_model
@@ -202,6 +203,10 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
         raise TfvaeError("--quantize needs --tflite")
     run_dir = Path(run_dir)
     model, cfg = load_model(run_dir, checkpoint)
+    from .evaluate import check_finite_weights
+
+    check_finite_weights(model, run_dir, checkpoint)
+    read_evaluation(run_dir)  # a damaged eval.json is refused before anything is written
     name = name or run_dir.resolve().name
     if not name or "/" in name or name.startswith("."):
         raise TfvaeError(f"--name {name!r}: expected a plain folder name")
@@ -210,6 +215,15 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
         export_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TfvaeError(f"--out {out_root}: cannot create {export_dir} ({exc.strerror})") from None
+    from .locks import folder_lock
+
+    # One export of a name at a time: a second one waits, then takes the next version.
+    with folder_lock(export_dir, f"export {name}", wait_seconds=600,
+                     say=lambda m: print(m, file=sys.stderr, flush=True)):
+        return _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint)
+
+
+def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint) -> dict:
     version = next_version(export_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=export_dir))
     try:
@@ -229,7 +243,11 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
                 (lite / f"decoder_{q}.tflite").write_bytes(data)
         card = _model_card(run_dir, cfg, staging, version, checkpoint)
         card["prior"] = prior_card(model)
-        atomic_write_text(lite / "model_card.json", json.dumps(card, indent=2) + "\n")
+        atomic_write_text(lite / "model_card.json", json_text(card))
+        from .config import umask_mode
+
+        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+            os.chmod(folder, umask_mode(0o777))  # mkdtemp makes 0700; TF Serving may run as another user
         for component in COMPONENTS:
             target = export_dir / component
             target.mkdir(exist_ok=True)
@@ -240,9 +258,28 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
     return card
 
 
+def read_evaluation(run_dir: Path):
+    """The run's ``eval.json`` as a dict, or None when there is none.
+
+    Raises:
+        TfvaeError: the file exists but is damaged (not JSON, or not an evaluation report).
+    """
+    eval_path = Path(run_dir) / "eval.json"
+    if not eval_path.is_file():
+        return None
+    try:
+        evaluation = json.loads(eval_path.read_text())
+        if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict) \
+                or not isinstance(evaluation.get("protocol"), dict):
+            raise ValueError("not an evaluation report")
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise TfvaeError(f"{eval_path} is damaged (the model card would carry it): run python cli.py evaluate "
+                         f"{run_dir} again, or remove it") from None
+    return evaluation
+
+
 def _model_card(run_dir: Path, cfg, staging: Path, version: int, checkpoint: str) -> dict:
-    eval_path = run_dir / "eval.json"
-    evaluation = json.loads(eval_path.read_text()) if eval_path.is_file() else None
+    evaluation = read_evaluation(run_dir)
     if evaluation is not None:
         evaluation["metrics"].pop("activity_per_dim", None)
     files = []

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import plots
-from .config import atomic_write_text
+from .config import atomic_write_text, json_text
 from .data import binarize_fixed, load_dataset
 from .errors import TfvaeError
 from .rundir import load_model
@@ -121,7 +121,7 @@ def interpolate(run_dir, start: int, end: int, steps: int = 10, method: str = "l
         result["analogy"] = {"A": a, "B": b, "C": c, "decoded": "z_C + (z_B - z_A)"}
     plots.save_image_grid(np.concatenate(grid), folder / "interpolation.png", rows=len(grid),
                           title=f"test {start} → {end}, {method}" + (" ; analogy A, B, C → C + (B − A)" if analogy else ""))
-    atomic_write_text(folder / "interpolation.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(folder / "interpolation.json", json_text(result))
     return result
 
 
@@ -166,8 +166,7 @@ def latent_map(run_dir, tsne: bool = False, grid: int = 20, out=None, checkpoint
             ax.legend(sc.legend_elements()[0], names, fontsize=7, markerscale=1.2, loc="best")
         ax.set_title(f"{title}, {len(xy)} test images", fontsize=10)
         fig.tight_layout()
-        fig.savefig(folder / name, dpi=100)
-        plt.close(fig)
+        plots.save_figure(fig, folder / name)
     if z.shape[1] == 2:
         q = norm.ppf(np.linspace(0.05, 0.95, grid))
         lattice = np.array([[x, y] for y in q[::-1] for x in q], dtype=np.float32)
@@ -176,7 +175,7 @@ def latent_map(run_dir, tsne: bool = False, grid: int = 20, out=None, checkpoint
                               title="E[x|z] on prior quantiles Φ⁻¹(0.05 … 0.95)")
         result["manifold_shape"] = [grid, grid] + list(decoded.shape[1:])
     result["figures"] = sorted(projections) + (["manifold.png"] if z.shape[1] == 2 else [])
-    atomic_write_text(folder / "latent_map.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(folder / "latent_map.json", json_text(result))
     return result
 
 
@@ -242,7 +241,7 @@ def classify(run_dir, label_counts=(100, 1000, "all"), seeds: int = 5, out=None,
     result = {"protocol": {"split": "test", "test_images": int(len(x_test)), "train_pool": n_train,
                            "seeds": seeds, "label_subsets": "numpy default_rng(seed).choice without replacement"},
               "rows": rows, "seconds": time.perf_counter() - start}
-    atomic_write_text(folder / "classify.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(folder / "classify.json", json_text(result))
     return result
 
 
@@ -322,5 +321,5 @@ def traverse(run_dir, out=None, dims: int = 10, steps: int = 9, limit: float = 3
     result = {"dimensions": [int(d) for d in order], "scores": [float(score[d]) for d in order], "measure": measure,
               "values": [float(v) for v in values], "image": image, "beta": cfg.train.beta,
               "figure": str(folder / "traverse.png")}
-    atomic_write_text(folder / "traverse.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(folder / "traverse.json", json_text(result))
     return result

@@ -69,7 +69,10 @@ class VAE(keras.Model):
         encoder: Keras model images [B, H, W, C] (and labels [B, C] for cvae) ->
             {"loc", "scale"} [B, D].
         decoder: Keras model z [B, D] (and labels) -> likelihood parameters [B, H, W, C].
-        checkpoint_monitor: the validation metric that picks the best checkpoint.
+        checkpoint_monitor: the validation metric that picks the best checkpoint:
+            ``val_neg_elbo`` (the unweighted −ELBO) for ``elbo``; ``val_loss`` for ``iwae``,
+            which validation computes with KL weight 1 (the unweighted K-sample bound,
+            whatever β and the warm-up).
 
     Calling the model on images [B, H, W, C] (or ``[images, labels]``) returns the
     decoder's parameters at the posterior mean (a deterministic reconstruction).
@@ -251,9 +254,13 @@ class VAE(keras.Model):
         kl = tf.reduce_mean(q.log_prob(z) - self.prior().log_prob(z), axis=0)
         return reconstruction, kl
 
-    def losses_for(self, x, labels=None, eps=None, training=False):
-        """(loss, reconstruction, kl, weight): batch means in nats, float32 scalars."""
-        weight = self.kl_weight()
+    def losses_for(self, x, labels=None, eps=None, training=False, weight=None):
+        """(loss, reconstruction, kl, weight): batch means in nats, float32 scalars.
+
+        ``weight``: the KL weight w_t to use (default: :meth:`kl_weight`, i.e. β after the
+        warm-up). Validation of the ``iwae`` objective passes 1.0, so the checkpoint is
+        picked on the unweighted K-sample bound, not on the warm-up-weighted loss."""
+        weight = self.kl_weight() if weight is None else tf.constant(weight, tf.float32)
         if self.objective == "iwae":
             q = self.posterior(x, labels, training=training)
             eps = self._noise(x, self.iw_samples, eps)
@@ -296,7 +303,10 @@ class VAE(keras.Model):
 
     def test_step(self, data):
         x, _, labels = split_batch(data)
-        loss, reconstruction, kl, weight = self.losses_for(x, labels, training=False)
+        # iwae: val_loss is the unweighted importance-weighted bound (−log p̂ with K samples),
+        # which picks the best checkpoint; elbo: val_neg_elbo (unweighted) picks it.
+        loss, reconstruction, kl, weight = self.losses_for(
+            x, labels, training=False, weight=1.0 if self.objective == "iwae" else None)
         return self._update(loss=loss, neg_elbo=reconstruction + kl, reconstruction=reconstruction, kl=kl,
                             kl_weight=weight)
 

@@ -246,7 +246,8 @@ def _kerasio_decoder(cfg: ModelConfig, inputs, h) -> keras.Model:
     else:
         outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(out)}
         if cfg.sigma == "learned":
-            outputs["scale"] = PixelScale(cfg.image_shape, name="scale", dtype="float32")(inputs)
+            z = inputs[0] if isinstance(inputs, (list, tuple)) else inputs  # cvae: [z, labels]
+            outputs["scale"] = PixelScale(cfg.image_shape, name="scale", dtype="float32")(z)
     return keras.Model(inputs, outputs, name="decoder")
 
 

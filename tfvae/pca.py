@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import atomic_write_text
+from .config import atomic_savez, atomic_write_text, json_text
 from .data import binarize_fixed
 from .errors import TfvaeError
 
@@ -115,7 +115,7 @@ def fit_run(cfg, data, run_dir) -> dict:
     train_x = data.train.astype(np.float32) / 255.0
     model = fit_ppca(train_x, cfg.model.latent_dim, cfg.model, seed=cfg.train.seed)
     seconds = time.perf_counter() - start
-    np.savez(run_dir / PCA_FILE, mean=model.mean, weights=model.weights, noise_variance=model.noise_variance)
+    atomic_savez(run_dir / PCA_FILE, mean=model.mean, weights=model.weights, noise_variance=model.noise_variance)
     val_ll = float(np.mean(model.log_prob(data.validation.astype(np.float32) / 255.0)))
     shown = data.test if data.test is not None else data.validation
     originals = binarize_fixed(shown[:16], cfg.data.binarization, cfg.data.binarization_seed)
@@ -133,7 +133,7 @@ def fit_run(cfg, data, run_dir) -> dict:
         "val_log_density_grey": val_ll,
         "note": "closed-form maximum likelihood (Tipping & Bishop 1999); log-density of continuous grey levels",
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json_text(summary))
     return summary
 
 

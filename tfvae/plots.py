@@ -42,8 +42,25 @@ def save_image_grid(images, path, rows: int, title: str | None = None, row_label
         fig.suptitle(title, fontsize=10, y=0.995)
         top = 1.0 - 0.3 / fig.get_figheight()  # keep the title clear of the first row
     fig.tight_layout(pad=0.2, rect=(0, 0, 1, top))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path, dpi: int = 100) -> None:
+    """``fig.savefig`` to a temporary file beside ``path``, then rename: an interrupted or
+    failed write (a full disk) leaves the old picture, never half of a new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    finally:
+        _pyplot().close(fig)
 
 
 def check_png_out(out, force: bool = False) -> Path:
@@ -69,12 +86,9 @@ def save_square_grid(images, out, title: str) -> Path:
     from .errors import TfvaeError
 
     out = Path(out)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
     try:
-        save_image_grid(images, tmp, rows=max(1, round(len(images) ** 0.5)), title=title)
-        tmp.replace(out)
+        save_image_grid(images, out, rows=max(1, round(len(images) ** 0.5)), title=title)
     except OSError as exc:
-        tmp.unlink(missing_ok=True) if tmp.parent.is_dir() and os.access(tmp.parent, os.W_OK) else None
         raise TfvaeError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
     return out
 
@@ -105,5 +119,4 @@ def save_loss_curves(metrics_csv, path) -> None:
         lo, hi = min(vals), max(vals)
         axes[0].set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
     fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

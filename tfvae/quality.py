@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import atomic_write_text
+from .config import atomic_write_text, json_text
 from .errors import TfvaeError
 
 FEATURES = 128
@@ -137,7 +137,7 @@ def get_classifier(data, dataset: str, root, seed: int = 0, say=print) -> Featur
     tmp = folder / ".classifier.tmp.keras"
     model.save(tmp)
     tmp.replace(path)
-    atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(info_path, json_text(info))
     return FeatureClassifier(model, info)
 
 

@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,10 @@ import tensorflow as tf
 
 from . import __version__, plots
 from .callbacks import AtomicCheckpoint, EpochTimer, FiniteBackupAndRestore, GracefulInterrupt, StopOnNonFinite
-from .config import RunConfig, atomic_write_text
+from .config import RunConfig, atomic_savez, atomic_write_text, json_text
 from .data import binarize_fixed, heldout_pipeline, load_dataset, train_pipeline
 from .errors import TfvaeError
+from .locks import folder_lock
 from .models import build_model
 from .rundir import checkpoint_path, new_run_dir
 from .sample import sample_means, sample_title
@@ -43,7 +45,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 class Interrupted(TfvaeError):
-    """Ctrl-C stopped training after an epoch's backup; exit status 130."""
+    """Ctrl-C or SIGTERM stopped training after an epoch's backup; exit status 130 or 143."""
 
     exit_code = 130
 
@@ -93,22 +95,110 @@ def _completed_epochs(run_dir: Path) -> int:
     path = run_dir / "backup" / "training_metadata.json"
     try:
         return int(json.loads(path.read_text())["epoch"])
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _read_metrics(path: Path):
+    """(header, rows) of metrics.csv, checked: an ``epoch`` column, every row as long as
+    the header, epochs 0, 1, 2, ... in order, every other cell a number or empty.
+
+    Raises:
+        TfvaeError: names the file, the line and what is wrong.
+    """
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TfvaeError(f"{path}: cannot be read ({exc}); refusing to resume, nothing was changed") from None
+    if not rows or "epoch" not in rows[0]:
+        raise TfvaeError(f"{path}: no header with an 'epoch' column; refusing to resume, nothing was changed")
+    header, body = rows[0], rows[1:]
+    col = header.index("epoch")
+    for line, row in enumerate(body, start=2):
+        bad = len(row) != len(header)
+        if not bad:
+            try:
+                bad = int(row[col]) != line - 2
+                for cell in row:
+                    if cell not in ("", "nan", "inf", "-inf"):
+                        float(cell)
+            except ValueError:
+                bad = True
+        if bad:
+            raise TfvaeError(f"{path}, line {line}: malformed or out-of-order row (expected epoch {line - 2}, "
+                             f"{len(header)} columns); refusing to resume, nothing was changed")
+    return header, body
+
+
+def _valid_backup(weights: Path, metadata: Path, epochs: int):
+    """The epoch a backup pair (weights .h5, training_metadata.json) holds, or None when
+    either file is missing or damaged."""
+    try:
+        meta = json.loads(metadata.read_text(), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        epoch = meta["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+            return None
+        import h5py
+
+        with h5py.File(weights, "r") as f:
+            if not len(f.keys()):
+                return None
+        return epoch
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+
+
+def check_resumable(run_dir: Path, cfg: RunConfig) -> None:
+    """Refuse a ``--resume`` whose state is damaged, before anything is touched.
+
+    Checks ``metrics.csv`` (:func:`_read_metrics`) and the ``backup/`` pair; when the
+    latest backup is damaged (a kill while it was written) and its previous copy
+    (``.bkp``, Keras's double checkpoint) is whole, the copy is used.
+
+    Raises:
+        TfvaeError: a damaged ``metrics.csv``, a backup with neither a whole latest pair nor
+            a whole previous pair, or fewer ``metrics.csv`` rows than completed epochs.
+    """
+    backup = run_dir / "backup"
+    weights, meta = backup / "latest.weights.h5", backup / "training_metadata.json"
+    done = 0
+    if weights.exists() or meta.exists():
+        done = _valid_backup(weights, meta, cfg.train.epochs)
+        if done is None:
+            prev = _valid_backup(Path(f"{weights}.bkp"), Path(f"{meta}.bkp"), cfg.train.epochs)
+            if prev is None:
+                raise TfvaeError(f"--resume {run_dir}: the backup in {backup} is damaged (and so is its previous "
+                                 f"copy); refusing to resume, nothing was changed")
+            for name in (weights, meta):
+                tmp = name.with_name(f".{name.name}.restore")
+                shutil.copyfile(f"{name}.bkp", tmp)
+                os.replace(tmp, name)
+            print(f"resume: the latest backup was damaged; using the previous copy (epoch {prev})", file=sys.stderr)
+            done = prev
+    metrics = run_dir / "metrics.csv"
+    rows = 0
+    if metrics.exists():
+        rows = len(_read_metrics(metrics)[1])
+    if rows < done:
+        raise TfvaeError(f"--resume {run_dir}: metrics.csv has {rows} rows but the backup holds {done} completed "
+                         f"epochs; refusing to resume, nothing was changed")
 
 
 def _truncate_metrics(path: Path, epochs: int, monitor: str = "val_neg_elbo") -> float:
     """Keep the header and the rows of epochs < ``epochs`` (a resumed run rewrites the
-    rest); return the best ``monitor`` value among the kept rows."""
+    rest; the file is replaced atomically, never truncated in place); return the best
+    ``monitor`` value among the kept rows."""
     if not path.is_file():
         return math.inf
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return math.inf
-    header, body = rows[0], [r for r in rows[1:] if r and int(r[0]) < epochs]
-    with open(path, "w", newline="") as fh:
-        csv.writer(fh).writerows([header] + body)
+    header, rows = _read_metrics(path)
+    body = [r for r in rows if int(r[header.index("epoch")]) < epochs]
+    if len(body) != len(rows):
+        import io
+
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([header] + body)
+        atomic_write_text(path, buf.getvalue())
     col = header.index(monitor) if monitor in header else None
     values = [float(r[col]) for r in body if col is not None and r[col] not in ("", "nan")]
     return min(values, default=math.inf)
@@ -116,6 +206,19 @@ def _truncate_metrics(path: Path, epochs: int, monitor: str = "val_neg_elbo") ->
 
 def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
           strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None) -> dict:
+    """Train (see :func:`_train`) holding the run directory's lock (``tfvae.locks``), so a
+    second ``train --resume``, ``evaluate`` or other writer of the same run refuses with
+    this process's pid instead of interleaving its files."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        return _train(cfg, run_dir, verbose, command_line, resume, strategy, devices, deterministic,
+                      resume_learning_rate, stack)
+
+
+def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
+           strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None,
+           locks=None) -> dict:
     """Train a VAE and write (or, with ``resume``, continue) its run directory.
 
     Args:
@@ -152,8 +255,10 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
             raise TfvaeError("--resume needs the run directory")
         run_dir = Path(run_dir)
         cfg = read_config(run_dir)
+        locks.enter_context(folder_lock(run_dir, "train --resume"))
         if (run_dir / "summary.json").is_file():
             raise TfvaeError(f"--resume {run_dir}: the run already finished all {cfg.train.epochs} epochs")
+        check_resumable(run_dir, cfg)
         if resume_learning_rate is not None and cfg.train.lr_schedule != "constant":
             raise TfvaeError(f"--learning-rate cannot be changed on resume with --lr-schedule {cfg.train.lr_schedule}")
         if resume_learning_rate is not None and resume_learning_rate != cfg.train.learning_rate:
@@ -200,6 +305,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         run_dir = new_run_dir(run_dir)
+        locks.enter_context(folder_lock(run_dir, "train"))
         cfg.save(run_dir / "config.json")
         start_epoch, best_so_far = 0, math.inf
         if cfg.model.model == "pca":
@@ -267,8 +373,10 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
             f"the last good weights are in {run_dir / 'checkpoints'}")
     if interrupt.interrupted:
         done = _completed_epochs(run_dir)
-        raise Interrupted(f"interrupted after epoch {done} of {t.epochs}; continue with: "
-                         f"python cli.py train --resume {run_dir}")
+        stop = Interrupted(f"interrupted ({'Ctrl-C' if interrupt.signum == signal.SIGINT else 'SIGTERM'}) after "
+                           f"epoch {done} of {t.epochs}; continue with: python cli.py train --resume {run_dir}")
+        stop.exit_code = 128 + int(interrupt.signum)  # 130 for Ctrl-C, 143 for SIGTERM
+        raise stop
 
     shutil.rmtree(run_dir / "backup", ignore_errors=True)  # finished: nothing left to resume
     # Pictures use the weights with the best validation −ELBO, as evaluate does.
@@ -291,7 +399,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         "checkpoint_monitor": model.checkpoint_monitor,
         "best_val_monitor": float(min([best_so_far] + list(val))),
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.json", json_text(summary))
     return summary
 
 
@@ -354,7 +462,7 @@ def fit_code_gaussian(model, images, cfg: RunConfig, run_dir) -> None:
     x = binarize_fixed(images, cfg.data.binarization, cfg.data.binarization_seed)
     codes = posterior_means(model, x).astype(np.float64)
     mean, cov = codes.mean(axis=0), np.cov(codes, rowvar=False).reshape(codes.shape[1], codes.shape[1])
-    np.savez(Path(run_dir) / CODE_GAUSSIAN, mean=mean, cov=cov)
+    atomic_savez(Path(run_dir) / CODE_GAUSSIAN, mean=mean, cov=cov)
     model.code_gaussian = (mean, cov)
 
 

@@ -1,0 +1,132 @@
+"""Evidence for every published figure: the result files under ``bench/results/``.
+
+Each benchmark or measurement script ends with :func:`write_result`, which writes
+``bench/results/NAME.json`` holding
+
+* ``provenance``: the command line, the git commit (and whether the tree had uncommitted
+  changes), the date, Python/TensorFlow/Keras/TFP/numpy/tfvae versions, and the machine:
+  CPU model, logical cores, CPU flags that matter for speed (AVX-512, AVX512-BF16, AMX),
+  and a float32 matrix-multiply peak measured in the same run (GFLOP/s; a 2048² matmul
+  on all cores, best of 5), so an absolute time can be read against the machine;
+* ``figures``: what was measured (units in the key names or beside them).
+
+The README's generated sections (``bench/readme_tables.py``) are rendered from these files
+only; ``tests/test_readme.py`` fails when a README figure differs from its file. Files
+are strict JSON (no NaN or Infinity) written to a temporary file and renamed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list:
+    """The speed-relevant CPU flags present: avx2, avx512f, avx512_bf16, amx_bf16, amx_tile."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """float32 matrix-multiply rate of this machine (GFLOP/s, all cores): 2·n³ FLOPs per
+    TF matmul, the fastest of ``repeats`` timed calls after a warm-up."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n], seed=1)
+    b = tf.random.normal([n, n], seed=2)
+    tf.linalg.matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def git_commit() -> dict:
+    """{"commit": HEAD's hash, "dirty": uncommitted changes to tracked files}."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "-uno"))}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for module in ("tensorflow", "keras", "tensorflow_probability", "numpy", "tfvae"):
+        try:
+            mod = __import__(module)
+            out[module] = getattr(mod, "__version__", None)
+        except Exception:  # noqa: BLE001 (a missing package is recorded as None)
+            out[module] = None
+    return out
+
+
+def provenance(peak_gflops=None, peak_threads="all") -> dict:
+    """Command line, commit, date, versions and machine (with a measured matmul peak and
+    the threads it was measured on)."""
+    sys.path.insert(0, str(ROOT))
+    return {
+        "command": " ".join(["python"] + [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "git": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": versions(),
+        "machine": {"cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "cpu_flags": cpu_flags(),
+                    "matmul_peak_gflops": peak_gflops if peak_gflops is not None else matmul_peak_gflops(),
+                    "matmul_peak_threads": peak_threads},
+    }
+
+
+def write_result(name: str, figures: dict, peak_gflops=None, sources=None, peak_threads="all") -> Path:
+    """Write ``bench/results/NAME.json`` = {provenance, figures, sources}; strict JSON, atomic.
+
+    Args:
+        name: file stem (letters, digits, ``-``, ``_``).
+        figures: the measured values (JSON-serializable, finite).
+        peak_gflops: a matmul peak already measured in this run (else measured here).
+        peak_threads: the threads that peak was measured on (``"all"`` or a number).
+        sources: result files this one was assembled from (paths relative to the project).
+
+    Raises:
+        ValueError: a figure is NaN or infinite (strict JSON).
+    """
+    record = {"provenance": provenance(peak_gflops, peak_threads), "figures": figures, "sources": sources or []}
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=RESULTS)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    print(f"written: {path.relative_to(ROOT)}")
+    return path

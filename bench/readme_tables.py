@@ -1,0 +1,299 @@
+"""Render the README's figure sections from the result files under ``bench/results/``.
+
+    python bench/readme_tables.py            # rewrite the marked sections of README.md
+    python bench/readme_tables.py --check    # exit 1 if README.md differs from its files
+
+A section is the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``;
+each NAME has a renderer below that reads only committed result files (written by the
+commands that measured them, see ``bench/_evidence.py``). ``tests/test_readme.py`` runs
+the check, so a figure typed into the README by hand, or a result file changed without
+the README, fails the tests. No TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+SECTION = re.compile(r"(<!-- results:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def _load(name):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _machine(record) -> str:
+    p = record["provenance"]
+    m = p["machine"]
+    threads = m.get("matmul_peak_threads", "all")
+    where = "all cores" if threads == "all" else f"{threads} thread{'s' if threads != 1 else ''}"
+    return (f"{m['cpu_model']}, {m['logical_cores']} logical cores, float32 matmul peak "
+            f"{m['matmul_peak_gflops']:,.0f} GFLOP/s ({where}); commit {p['git']['commit'][:7]}"
+            f"{' (uncommitted changes)' if p['git']['dirty'] else ''}, {p['date'][:10]}")
+
+
+def _missing(what: str, command: str) -> str:
+    return (f"No committed measurement yet: `{command}` writes `bench/results/{what}`, and "
+            f"`python bench/readme_tables.py` puts its figures here.\n")
+
+
+def render_default_run() -> str:
+    record = _load("default_run.json")
+    if record is None:
+        return _missing("default_run.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py")
+    f = record["figures"]
+    t, e = f["training"], f["evaluation"]
+    m, p = e["metrics"], e["protocol"]
+    params = f["parameters"]
+    lines = [
+        f"Run `{f['run']}` (`bench/results/default/`: its config.json, summary.json, metrics.csv, eval.json); "
+        f"machine: {_machine(record)}.",
+        "",
+        "| | value | command |",
+        "| --- | --- | --- |",
+        f"| parameters | {params['total']:,} ({params['encoder']:,} encoder + {params['decoder']:,} decoder) | |",
+        f"| training | {t['epochs']} epochs in {t['seconds'] / 60:.1f} min; {t['seconds_per_epoch']:.1f} s/epoch and "
+        f"{t['train_images_per_second']:,.0f} training images/s (medians) | `{f['train_command']}` |",
+        f"| best validation −ELBO | {t['best_val_neg_elbo']:.2f} nats | (same run, `metrics.csv`) |",
+        f"| test −ELBO | {m['neg_elbo']:.2f} nats (reconstruction {m['reconstruction']:.2f} + KL {m['kl']:.2f}) "
+        f"| `python cli.py evaluate RUN_DIR` |",
+        f"| test NLL, K = {p['iw_samples']:,} | **{m['nll']:.2f} ± {m['nll_stderr']:.2f} nats** "
+        f"({p['num_images']:,} test images; ± 1 standard error over images) | (same) |",
+        f"| active units | {m['active_units']} of {m['latent_dim']} | (same) |",
+        f"| evaluation time | {e['seconds']:.0f} s for {p['num_images']:,} images × {p['iw_samples']:,} samples | (same) |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_mnist_best() -> str:
+    record = _load("mnist_best_run.json")
+    if record is None:
+        return _missing("mnist_best_run.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py "
+                        "--preset mnist-best --run-dir runs/mnist-best --iw-samples 5000 --out mnist_best")
+    f = record["figures"]
+    t, e = f["training"], f["evaluation"]
+    m, p = e["metrics"], e["protocol"]
+    return "\n".join([
+        f"Machine: {_machine(record)}.", "",
+        "| `mnist-best` | value |", "| --- | --- |",
+        f"| test NLL, K = {p['iw_samples']:,}, {p['num_images']:,} test images | **{m['nll']:.2f} ± "
+        f"{m['nll_stderr']:.2f} nats** |",
+        f"| test −ELBO | {m['neg_elbo']:.2f} nats (reconstruction {m['reconstruction']:.2f} + KL {m['kl']:.2f}) |",
+        f"| active units | {m['active_units']} of {m['latent_dim']} |",
+        f"| training | {t['epochs']} epochs in {t['seconds'] / 60:.0f} min |",
+        f"| evaluation | {e['seconds'] / 60:.0f} min |",
+    ]) + "\n"
+
+
+def render_likelihood() -> str:
+    record = _load("likelihood_table.json")
+    lines = ["| model | test NLL (nats) | −ELBO (nats) | active units | training minutes | protocol |",
+             "|---|---|---|---|---|---|"]
+    if record is not None:
+        for r in record["figures"]["rows"]:
+            m, p = r["metrics"], r["protocol"]
+            lines.append(f"| {r['label']} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | "
+                         f"{m['active_units']} of {m['latent_dim']} | {r['training_minutes']:.0f} | "
+                         f"K = {p['iw_samples']:,}, {p['num_images']:,} test images |")
+    published = record["figures"]["published"] if record else _published()
+    for r in published:
+        lines.append(f"| {r['label']} | {r['nll']} | | | | {r['protocol']} (published) |")
+    text = "\n".join(lines) + "\n"
+    if record is None:
+        text = ("tfvae's rows are not committed yet (`TFDS_DATA_DIR=../shared/tensorflow_datasets python "
+                "bench/likelihood_table.py` writes `bench/results/likelihood_table.json`); the published figures:\n\n"
+                + text)
+    else:
+        text = f"Machine: {_machine(record)}.\n\n" + text
+    return text
+
+
+def _published():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from likelihood_table import PUBLISHED
+
+    return [{"label": label, "nll": nll, "protocol": protocol} for label, nll, protocol in PUBLISHED]
+
+
+def render_speed() -> str:
+    d = _load("train_bench.json")
+    if d is None:
+        return _missing("train_bench.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/train_bench.py")
+    if "figures" in d:
+        header, d = f"Machine: {_machine(d)}.\n\n", d["figures"]
+    else:
+        header = ("From `bench/results/train_bench.json`, written by an earlier version of the benchmark that did not "
+                  "yet record the machine beyond its matmul peak; its training-run memory figure was wrong (the "
+                  "largest child's, not `cli.py train`'s) and is left out until re-measured.\n\n")
+    rows = [k for k, v in d.items() if isinstance(v, dict) and "images_per_second" in v and k != "cli_train"]
+    out = ["```", "== training throughput (batch 128 unless named) =="]
+    for k in rows:
+        out.append(f"{k:<38} {d[k]['images_per_second']:>9,.0f} images/s   peak RSS {d[k]['rss_mb']:>6,.0f} MB")
+    ref = d["keras-io reference"]["images_per_second"]
+    same = d["tfvae, keras-io architecture"]["images_per_second"]
+    out.append(f"ratio tfvae / keras-io reference (same architecture): {same / ref:.2f}x   (goal >= 1.5x)")
+    torch_row = d.get("PyTorch peer (MLP 784-400-20)", {})
+    if "images_per_second" in torch_row:
+        out.append(f"ratio tfvae / PyTorch (same MLP): "
+                   f"{d['tfvae, PyTorch MLP']['images_per_second'] / torch_row['images_per_second']:.2f}x   (goal >= 1.0x)")
+    ev, peak = d["evaluate"], d["matmul_peak_gflops"]
+    out += ["", f"== evaluate: importance-weighted NLL on 1,000 test images; decoder "
+                f"{ev['decoder_flops'] / 1e6:.2f} MFLOP/sample; matmul peak {peak:,.0f} GFLOP/s =="]
+    for r in ev["rows"]:
+        out.append(f"K={r['k']:>5}: {r['seconds']:7.1f} s   {r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:3.0f}% "
+                   f"of peak")
+    mem = d.get("cli_train", {})
+    if "figures" in (_load("train_bench.json") or {}) and "rss_mb" in mem:
+        out += ["", f"python cli.py train --dataset mnist --epochs 1: peak RSS {mem['rss_mb']:,.0f} MB "
+                    f"(that process's own ru_maxrss)"]
+    out.append("```")
+    return header + "\n".join(out) + "\n"
+
+
+def render_family() -> str:
+    path = RESULTS / "family" / "compare.csv"
+    if not path.is_file():
+        return _missing("family/compare.csv", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/family_table.py")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+
+    def num(v, digits=2):
+        return "n/a" if v in ("", None) else f"{float(v):.{digits}f}"
+
+    record = _load("family_table.json")
+    head = (f"Machine: {_machine(record)}.\n\n" if record else
+            "From `bench/results/family/compare.csv`, written by `compare` in an earlier run of the script, before "
+            "result files recorded the machine and commit.\n\n")
+    lines = ["| run | model | β | objective | z for samples | test NLL (nats) | K | −ELBO (nats) | recon. BCE (nats) "
+             "| active units | fd_classifier | label entropy (nats) | train min |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['model']} | {num(r['beta'])} | {r['objective']} | {r['sampling']} | "
+                     f"{num(r['nll'])} | {r['iw_samples'] or 'n/a'} | {num(r['neg_elbo'])} | {num(r['bce'])} | "
+                     f"{r['active_units']} | {num(r['fd_classifier'])} | {num(r['label_entropy'])} | "
+                     f"{num(r['train_minutes'])} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def render_classify() -> str:
+    d = _load("default/classify.json")
+    if d is None:
+        return _missing("default/classify.json", "python bench/default_run.py")
+    counts = list(dict.fromkeys(r["labels"] for r in d["rows"]))
+    lines = ["| features | classifier | " + " | ".join(f"{c} labels" for c in counts) + " |",
+             "| --- | --- |" + " --- |" * len(counts)]
+    groups = {}
+    for r in d["rows"]:
+        groups.setdefault((r["features"], r["classifier"]), {})[r["labels"]] = r
+    for (feature, clf), by_count in groups.items():
+        cells = []
+        for c in counts:
+            r = by_count[c]
+            cells.append(f"{100 * r['accuracy_mean']:.1f}%" + (f" ± {100 * r['accuracy_std']:.1f}" if r["seeds"] > 1 else ""))
+        lines.append(f"| {feature} | {clf} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+ANOMALY = [("ood-fashion_mnist", "Fashion-MNIST test"), ("ood-mnist-validation", "its own validation split"),
+           ("corrupt-blank", "blank test images"), ("corrupt-noise", "test images with half the pixels replaced by noise"),
+           ("corrupt-invert", "inverted test images")]
+
+
+def render_anomaly() -> str:
+    lines = ["| model trained on | scored against | −ELBO | NLL (K=100) | typicality of −ELBO |",
+             "| --- | --- | --- | --- | --- |"]
+    found = False
+    for name, label in ANOMALY:
+        d = _load(f"default/anomaly_{name}.json")
+        if d is None:
+            continue
+        found = True
+        s = d["scores"]
+
+        def cell(key):
+            return f"{s[key]['auroc']:.3f}" if key in s else ""
+        lines.append(f"| MNIST | {label} | {cell('neg_elbo')} | {cell('nll')} | {cell('typicality_neg_elbo')} |")
+    if not found:
+        return _missing("default/anomaly_*.json", "python bench/default_run.py")
+    return "\n".join(lines) + "\n"
+
+
+def render_inpaint() -> str:
+    lines = ["| missing pixels | completion MSE / pixel | completion BCE (nats/image) | mean image MSE | mean image BCE |",
+             "| --- | --- | --- | --- | --- |"]
+    found = False
+    for name, label in (("random0.5", "random half"), ("bottom", "bottom half")):
+        d = _load(f"default/inpaint_{name}.json")
+        if d is None:
+            continue
+        found = True
+        c, b = d["completion"], d["mean_image_baseline"]
+        lines.append(f"| {label} | {c['mse_per_missing_pixel']:.3f} | {c['bce_nats_per_image']:.1f} | "
+                     f"{b['mse_per_missing_pixel']:.3f} | {b['bce_nats_per_image']:.1f} |")
+    if not found:
+        return _missing("default/inpaint_*.json", "python bench/default_run.py")
+    return "\n".join(lines) + "\n"
+
+
+def render_export_bench() -> str:
+    record = _load("export_bench.json")
+    if record is None:
+        return _missing("export_bench.json", "python bench/export_bench.py EXPORT_DIR --result export_bench")
+    f = record["figures"]
+    out = [f"Machine: {_machine(record)}; decoder {f['decoder_mflop_per_sample']:.2f} MFLOP per sample; one thread.",
+           "", "```",
+           f"{'runtime / variant':<26}{'size':>11}{'1-sample ms':>13}{'vs SM':>8}{'GFLOP/s':>9}{'% peak':>8}"
+           f"{'batch-64 img/s':>16}{'vs SM':>8}"]
+    ref = f["rows"][0]
+    for r in f["rows"]:
+        size = f"{r['bytes'] / 1e6:>9.2f}MB" if r["bytes"] else f"{'':>11}"
+        tput = (f"{r['batch64_images_per_second']:>16.0f}{r['batch64_images_per_second'] / ref['batch64_images_per_second']:>8.2f}"
+                if r["batch64_images_per_second"] else f"{'n/a (batch 1)':>16}{'':>8}")
+        out.append(f"{r['runtime']:<26}{size}{r['latency_ms']:>13.3f}{r['latency_ms'] / ref['latency_ms']:>8.2f}"
+                   f"{r['gflops']:>9.2f}{100 * r['peak_fraction']:>7.1f}%{tput}")
+    out.append("```")
+    return "\n".join(out) + "\n"
+
+
+RENDERERS = {"default-run": render_default_run, "mnist-best": render_mnist_best, "likelihood": render_likelihood,
+             "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
+             "inpaint": render_inpaint, "export-bench": render_export_bench}
+
+
+def render(text: str) -> str:
+    """``text`` with every marked section replaced by its renderer's output.
+
+    Raises:
+        KeyError: a section names no renderer.
+    """
+    return SECTION.sub(lambda m: m.group(1) + RENDERERS[m.group("name")]() + m.group(4), text)
+
+
+def sections(text: str) -> list:
+    return [m.group("name") for m in SECTION.finditer(text)]
+
+
+def main(argv=None) -> int:
+    check = "--check" in (argv if argv is not None else sys.argv[1:])
+    text = README.read_text()
+    new = render(text)
+    if check:
+        if new != text:
+            print("README.md differs from bench/results (run: python bench/readme_tables.py)")
+            return 1
+        print(f"README.md matches bench/results ({len(sections(text))} sections)")
+        return 0
+    README.write_text(new)
+    print(f"README.md: {len(sections(text))} sections rendered from bench/results")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
