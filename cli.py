@@ -65,7 +65,9 @@ class OneLineErrors(click.Group):
             message = fault_message(exc)
             if message is None or os.environ.get("TFVAE_DEBUG"):
                 raise
-            click.echo(f"error: {message}", err=True)
+            words = list(args if args is not None else sys.argv[1:])
+            command = words[0] if words and words[0] in self.commands else None
+            click.echo(f"error: {command + ': ' if command else ''}{message}", err=True)
             code = 1
         if standalone_mode:
             sys.exit(code)
@@ -89,8 +91,10 @@ def fault_message(exc: BaseException):
         if type(e).__module__.startswith("tensorflow") and type(e).__name__ in (
                 "ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "UnknownError",
                 "FailedPreconditionError", "DataLossError", "InternalError"):
-            text = " ".join(str(getattr(e, "message", e)).split())[:200]
-            return f"TensorFlow could not read or write a file: {text}; nothing was overwritten"
+            import re
+
+            text = re.sub(r"\{\{[^}]*\}\}\s*", "", " ".join(str(getattr(e, "message", e)).split()))[:200]
+            return f"TensorFlow could not read or write a file ({type(e).__name__}: {text}); nothing was overwritten"
         e = e.__cause__ or e.__context__
     text = " ".join(str(exc).split())
     for marker in ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded"):

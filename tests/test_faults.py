@@ -100,8 +100,12 @@ def test_sigkill_during_export_leaves_no_half_written_version(run_dir, tmp_path)
     wait_for(lambda: any((out / "m").glob(".staging-*/decoder/saved_model.pb")) or proc.poll() is not None,
              what="the export to start writing")
     time.sleep(0.5)
+    assert proc.poll() is None, "the export finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # The kill landed mid-write: the staging folder is there and no version was published.
+    assert any((out / "m").glob(".staging-*")), "no staging folder: the kill did not land mid-export"
+    assert not any((out / "m").glob("tflite/*")), "a version was published before the kill"
     for component, marker in (("decoder", "saved_model.pb"), ("encoder", "saved_model.pb"),
                               ("tflite", "model_card.json")):
         for version in (out / "m" / component).glob("*") if (out / "m" / component).exists() else []:
@@ -109,6 +113,7 @@ def test_sigkill_during_export_leaves_no_half_written_version(run_dir, tmp_path)
     result = run_cli("export", run_dir, "--name", "m", "--out", out, "--tflite")
     assert result.returncode == 0, result.stderr[-2000:]
     assert any((out / "m" / "tflite").glob("*/decoder.tflite"))
+    assert not any((out / "m").glob(".staging-*")), "the next export clears the dead one's staging folder"
 
 
 def test_diverging_loss_stops_with_a_clear_message(tmp_path, tfds_dir):

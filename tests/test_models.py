@@ -69,6 +69,17 @@ def test_mc_samples_average_the_reconstruction_term():
     many = np.mean([model.elbo_terms(x, samples=64)[0].numpy() for _ in range(4)], axis=0)
     few = np.mean([model.elbo_terms(x, samples=1)[0].numpy() for _ in range(256)], axis=0)
     np.testing.assert_allclose(many, few, rtol=0.02)
+    # The extra samples are used: the estimate's variance falls like 1/S (ignored samples
+    # would leave it where S = 1 puts it) ...
+    var1 = np.var([model.elbo_terms(x, samples=1)[0].numpy() for _ in range(200)], axis=0).mean()
+    var16 = np.var([model.elbo_terms(x, samples=16)[0].numpy() for _ in range(200)], axis=0).mean()
+    print(f"variance of the reconstruction estimate: S=1 {var1:.4f}, S=16 {var16:.4f} (ratio {var16 / var1:.3f})")
+    assert var16 < 0.2 * var1
+    # ... and each of the pipeline's S noise draws enters the loss: changing only the last one changes it.
+    eps = np.random.default_rng(0).standard_normal((16, 4, model.latent_dim)).astype(np.float32)
+    base = model.elbo_terms(x, eps=tf.constant(eps))[0].numpy()
+    eps[:, -1] += 1.0
+    assert np.all(np.abs(model.elbo_terms(x, eps=tf.constant(eps))[0].numpy() - base) > 0)
 
 
 @pytest.mark.slow

@@ -224,6 +224,8 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
 
 
 def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint) -> dict:
+    for stale in export_dir.glob(".staging-*"):  # left by a killed export; we hold the lock, so none is live
+        shutil.rmtree(stale, ignore_errors=True)
     version = next_version(export_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=export_dir))
     try:

@@ -211,14 +211,23 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
     this process's pid instead of interleaving its files."""
     import contextlib
 
+    created = []  # the run directory this call created, if any
     with contextlib.ExitStack() as stack:
-        return _train(cfg, run_dir, verbose, command_line, resume, strategy, devices, deterministic,
-                      resume_learning_rate, stack)
+        try:
+            return _train(cfg, run_dir, verbose, command_line, resume, strategy, devices, deterministic,
+                          resume_learning_rate, stack, created)
+        except BaseException:
+            # A new run that fails before its first epoch is saved (a full disk, a crash, a
+            # second Ctrl-C) leaves nothing to resume: remove it rather than leave half a run.
+            if created and not (created[0] / "backup" / "training_metadata.json").exists() \
+                    and not (created[0] / "summary.json").exists():
+                shutil.rmtree(created[0], ignore_errors=True)
+            raise
 
 
 def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
            strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None,
-           locks=None) -> dict:
+           locks=None, created=None) -> dict:
     """Train a VAE and write (or, with ``resume``, continue) its run directory.
 
     Args:
@@ -305,6 +314,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         run_dir = new_run_dir(run_dir)
+        if created is not None:
+            created.append(run_dir)
         locks.enter_context(folder_lock(run_dir, "train"))
         cfg.save(run_dir / "config.json")
         start_epoch, best_so_far = 0, math.inf
