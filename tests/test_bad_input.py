@@ -21,7 +21,7 @@ def digest(*folders):
     out = {}
     for folder in folders:
         for p in sorted(Path(folder).rglob("*")):
-            if p.is_file():
+            if p.is_file() and p.name != ".lock":  # lock files hold the last holder's pid
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
@@ -72,6 +72,56 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
     shutil.copytree(export_dir, truncated_tflite)
     for p in (truncated_tflite / "tflite").rglob("decoder.tflite"):
         p.write_bytes(p.read_bytes()[:5000])
+    def set_config(name, section, key, value):
+        return broken_run(name, lambda f: (f / "config.json").write_text(
+            json.dumps({**config, section: {**config[section], key: value}})))
+
+    wrong_types = [
+        (set_config("latent-str", "model", "latent_dim", "8"), "model.latent_dim"),
+        (set_config("shape-2d", "model", "image_shape", [28, 28]), "model.image_shape"),
+        (set_config("hidden-str", "model", "hidden_units", "512"), "model.hidden_units"),
+        (set_config("seed-negative", "train", "seed", -3), "train.seed"),
+        (set_config("beta-str", "train", "beta", "one"), "train.beta"),
+        (set_config("jit-int", "train", "jit", 1), "train.jit"),
+        (set_config("sigma-bool", "model", "sigma", True), "model.sigma"),
+        (broken_run("lr-nan", lambda f: (f / "config.json").write_text(
+            (f / "config.json").read_text().replace('"learning_rate": 0.001', '"learning_rate": NaN'))), "NaN"),
+        (broken_run("meta-list", lambda f: (f / "config.json").write_text(json.dumps({**config, "meta": [1]}))),
+         "meta"),
+        (broken_run("classes-int", lambda f: (f / "config.json").write_text(
+            json.dumps({**config, "meta": {**config["meta"], "class_names": 3}}))), "class_names"),
+    ]
+
+    def nan_weights(folder):
+        import h5py
+
+        for p in (folder / "checkpoints").glob("*.h5"):
+            with h5py.File(p, "r+") as f:
+                names = []
+                f.visititems(lambda n, o: names.append(n) if hasattr(o, "dtype") and o.dtype.kind == "f" else None)
+                f[names[0]][...] = float("nan")
+
+    nan_run = broken_run("nan-weights", nan_weights)
+    bad_eval = broken_run("bad-eval", lambda f: (f / "eval.json").write_text('{"metrics": [1, 2'))
+    unfinished = broken_run("bad-metrics", lambda f: ((f / "summary.json").unlink(),
+                                                      (f / "metrics.csv").write_text("epoch,loss\n0,1.5\n7,oops\n")))
+    damaged_backup = broken_run("bad-backup", lambda f: ((f / "summary.json").unlink(), (f / "backup").mkdir(),
+                                                         (f / "backup" / "training_metadata.json").write_text("{"),
+                                                         (f / "backup" / "latest.weights.h5").write_bytes(b"junk")))
+    tampered = tmp_path / "tampered"
+    shutil.copytree(export_dir, tampered)
+    for p in (tampered / "tflite").rglob("decoder_b1.tflite"):
+        p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1]))
+    for p in (tampered / "tflite").rglob("decoder.tflite"):
+        p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1]))
+    wrong_card = tmp_path / "wrong-card"
+    shutil.copytree(export_dir, wrong_card)
+    for p in (wrong_card / "tflite").rglob("model_card.json"):
+        card = json.loads(p.read_text())
+        p.write_text(json.dumps({**card, "latent_dim": card["latent_dim"] + 1}))
+    locked = broken_run("locked", lambda f: None)
+    from tfvae.locks import folder_lock
+
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -150,12 +200,53 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["demo", empty], "no TFLite decoder"),
         (["demo", exported, "--port", port], f"--port {port}"),
         (["demo", exported, "--port", "70000"], "--port"),
+        # numbers in range, checked at parse time (before TensorFlow starts)
+        (["train", "--seed", "-1"], "--seed"),
+        (["train", "--beta", "nan"], "--beta"),
+        (["train", "--beta", "inf"], "--beta"),
+        (["train", "--learning-rate", "inf"], "--learning-rate"),
+        (["train", "--free-bits", "nan"], "--free-bits"),
+        (["train", "--sigma", "nan", "--likelihood", "gaussian"], "--sigma"),
+        (["train", "--sigma", "0", "--likelihood", "gaussian"], "--sigma"),
+        (["train", "--latent-dim", "100000"], "--latent-dim"),
+        (["train", "--prior", "vamp", "--model", "cvae"], "--prior vamp"),
+        (["evaluate", run, "--seed", "-1"], "--seed"),
+        (["evaluate", run, "-k", "100000000"], "--iw-samples"),
+        (["sample", run, "-n", "100000000"], "-n"),
+        (["generate", exported, "-n", "1000000000", "--out", tmp_path / "g.png"], "-n"),
+        (["interpolate", run, "--from", "0", "--to", "1", "--steps", "100000"], "--steps"),
+        (["interpolate", run, "--from", "-1", "--to", "1"], "--from"),
+        (["traverse", run, "--limit", "inf"], "--limit"),
+        (["latent", run, "--grid", "100000"], "--grid"),
+        (["inpaint", run, "-n", "0"], "-n"),
+        (["demo", exported, "--port", "-1"], "--port"),
+        (["compare", run, "--samples", "1000000000"], "--samples"),
+        # corrupt state: config.json fields of the wrong type or shape
+        *[(["evaluate", folder], fragment) for folder, fragment in wrong_types],
+        *[(["export", folder, "--out", tmp_path / "x"], fragment) for folder, fragment in wrong_types[:3]],
+        (["train", "--resume", wrong_types[0][0]], "model.latent_dim"),
+        # weights with NaN, a damaged eval.json, a damaged resume state
+        (["evaluate", nan_run], "NaN or Inf"),
+        (["export", nan_run, "--out", tmp_path / "x"], "NaN or Inf"),
+        (["export", bad_eval, "--out", tmp_path / "x"], "eval.json is damaged"),
+        (["train", "--resume", unfinished], "metrics.csv, line 3"),
+        (["train", "--resume", damaged_backup], "backup"),
+        # exports are verified before use
+        (["generate", tampered, "--out", tmp_path / "g.png"], "SHA-256"),
+        (["demo", tampered, "--port", "0"], "SHA-256"),
+        (["generate", wrong_card, "--out", tmp_path / "g.png"], "model card says"),
+        (["demo", wrong_card, "--port", "0"], "model card says"),
+        # concurrent use: a run held by another process
+        (["evaluate", locked, "--iw-samples", 2], f"pid {os.getpid()}"),
+        (["train", "--resume", locked], f"pid {os.getpid()}"),
+        (["classify", locked], f"pid {os.getpid()}"),
     ]
-    before = digest(tmp_path)
-    for args, fragment in cases:
-        result = run_cli(*args)
-        assert_one_line_error(result, fragment)
-        assert digest(tmp_path) == before, f"{args} changed a file"
+    with folder_lock(locked, "a test holding the lock"):
+        before = digest(tmp_path)
+        for args, fragment in cases:
+            result = run_cli(*args)
+            assert_one_line_error(result, fragment)
+            assert digest(tmp_path) == before, f"{args} changed a file"
     busy.close()
     print(f"bad-input battery: {len(cases)} cases, each a one-line error with a non-zero exit and no file changed")
     assert len(cases) >= 25

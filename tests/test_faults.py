@@ -223,3 +223,38 @@ def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, t
     assert result.returncode == 0, result.stderr[-2000:]
     assert np.isfinite(json.loads((run_dir / "eval.json").read_text())["metrics"]["nll"])
     assert_one_line_error(run_cli("train", "--resume", run_dir, "--latent-dim", 3), "--latent-dim")
+
+
+def test_sigterm_stops_after_the_epoch_backup_like_ctrl_c(tmp_path, tfds_dir):
+    """A scheduler's SIGTERM (Kubernetes, Slurm pre-emption) loses nothing: exit 143 after
+    the epoch's backup, with the --resume line; the resumed run finishes every epoch once."""
+    run_dir = tmp_path / "preempted"
+    proc = start_cli("train", *SLICE, "--epochs", 3, "--run-dir", run_dir)
+    wait_for(lambda: (run_dir / "backup" / "training_metadata.json").exists() or proc.poll() is not None,
+             what="the first epoch's backup")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr and "SIGTERM" in last and "--resume" in last, last
+    done = json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"]
+    assert 1 <= done < 3 and len(metric_rows(run_dir)) == done
+    result = run_cli("train", "--resume", run_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [int(r["epoch"]) for r in metric_rows(run_dir)] == [0, 1, 2]
+
+
+def test_two_exports_of_one_name_never_collide(run_dir, tmp_path):
+    """Started together, two exports of the same name take versions 1 and 2 (the second waits
+    for the first's lock), and both versions are complete."""
+    out = tmp_path / "exported"
+    procs = [start_cli("export", run_dir, "--name", "m", "--out", out) for _ in range(2)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-2000:]
+    for component, marker in (("decoder", "saved_model.pb"), ("encoder", "saved_model.pb")):
+        versions = sorted(p.name for p in (out / "m" / component).iterdir())
+        assert versions == ["1", "2"], versions
+        assert all((out / "m" / component / v / marker).is_file() for v in versions)
+    cards = [json.loads((out / "m" / "tflite" / v / "model_card.json").read_text())["version"] for v in ("1", "2")]
+    assert cards == [1, 2]
