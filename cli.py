@@ -252,8 +252,8 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
           resume_dir):
     """Train a VAE and write a run directory (or continue one with --resume).
 
-    Ctrl-C stops after the current epoch's checkpoint (continue with --resume); a
-    second Ctrl-C stops at once. A loss that becomes NaN or Inf stops training with
+    Ctrl-C or SIGTERM stops after the current epoch's checkpoint and backup (exit 130 or
+    143; continue with --resume); a second signal stops at once. A loss that becomes NaN or Inf stops training with
     exit status 3, keeping the last good checkpoint. The run directory holds config.json, checkpoints/ (best and last weights),
     metrics.csv (a row per epoch: −ELBO, reconstruction and KL in nats per image, for
     train and validation), summary.json and figures/ (reconstructions.png,
@@ -330,8 +330,10 @@ def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_di
     """Evaluate RUN_DIR on the test split and write RUN_DIR/eval.json.
 
     Reports −ELBO, reconstruction and KL, the importance-weighted NLL with its standard
-    error, active units and the KL of each latent dimension (nats per image).
-    Replaces an earlier eval.json of the run.
+    error, active units and the KL of each latent dimension (nats per image). Image i's
+    importance samples come from default_rng([seed, i]), so --chunk changes speed and
+    memory, not the result. eval.json records every setting (K, images, seeds, checkpoint
+    and its SHA-256); it replaces an earlier eval.json of the run.
     """
     from tfvae.rundir import read_config
 
@@ -421,7 +423,8 @@ def export(run_dir, name, out_root, tflite, quantize, checkpoint):
 def generate(export_dir, num, seed, variant, out, force):
     """Generate images on-device style: LiteRT + numpy, no TensorFlow.
 
-    Reads EXPORT_DIR/tflite/<latest>/decoder[_VARIANT].tflite.
+    Reads EXPORT_DIR/tflite/<latest>/decoder[_VARIANT].tflite after checking every file of
+    the version against the SHA-256 in its model card and the decoder's shapes against the card.
     """
     from tfvae.lite import save_generated
 
@@ -434,6 +437,8 @@ def generate(export_dir, num, seed, variant, out, force):
 def demo(export_dir, port):
     """Serve the browser demo (LiteRT.js + decoder_b1.tflite) on 127.0.0.1 only.
 
+    Serves only the demo's own files (no path leaves its route's folder) to requests whose
+    Host is 127.0.0.1 or localhost; the export is verified against its model card first.
     Needs LiteRT.js installed once: (cd demo/web && npm ci). Stop with Ctrl-C.
     """
     from tfvae.demo import make_server
