@@ -222,8 +222,11 @@ def test_cli_family_runs(family_runs, tmp_path):
 def test_cli_compare(family_runs, tmp_path):
     runs = [family_runs[k] for k in ("pca", "ae", "vae", "cvae")]
     out = tmp_path / "cmp"
+    evals = {r: (r / "eval.json").read_bytes() if (r / "eval.json").exists() else None for r in runs}
     result = run_cli("compare", *runs, "--out", out, "-k", 5, "--max-examples", 200, "--samples", 300, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    # compare never writes or replaces a run's eval.json (it computes what does not match).
+    assert evals == {r: (r / "eval.json").read_bytes() if (r / "eval.json").exists() else None for r in runs}
     import csv
 
     with open(out / "compare.csv", newline="") as fh:

@@ -123,3 +123,31 @@ def test_matmul_transposed_convolution_equals_keras(h, w, c_in, c_out, kwargs, t
         tape.watch(x)
         a, b = tf.reduce_sum(reference(x) ** 2), tf.reduce_sum(ours(x) ** 2)
     np.testing.assert_allclose(tape.gradient(b, x).numpy(), tape.gradient(a, x).numpy(), atol=1e-4)
+
+
+def test_nll_does_not_depend_on_the_chunk_size_or_the_images_beside_it():
+    """Noise keyed by (seed, image index): chunking and subsets change nothing but rounding."""
+    from tfvae.evaluate import evaluate_images
+
+    model = build_model(model_config("mlp", "bernoulli", 0.1, (8, 8, 1)), seed=0)
+    x = (np.random.default_rng(1).random((6, 8, 8, 1)) > 0.5).astype(np.float32)
+    runs = {chunk: evaluate_images(model, x, iw_samples=50, seed=3, chunk=chunk, progress=False)["nll"]
+            for chunk in (7, 64, 300, 4096)}
+    for chunk, nll in runs.items():
+        np.testing.assert_allclose(nll, runs[4096], atol=1e-4, err_msg=f"chunk {chunk}")
+    part = evaluate_images(model, x[2:4], iw_samples=50, seed=3, chunk=64, progress=False, first_index=2)["nll"]
+    np.testing.assert_allclose(part, runs[4096][2:4], atol=1e-4)
+    other_seed = evaluate_images(model, x, iw_samples=50, seed=4, progress=False)["nll"]
+    assert np.abs(other_seed - runs[4096]).max() > 1e-3  # the seed does change the samples
+
+
+def test_iwae_validation_uses_the_unweighted_bound_during_warm_up():
+    """The checkpoint of an iwae run is picked on the K-sample bound with KL weight 1, not on
+    the warm-up-weighted training loss."""
+    model = build_model(model_config("mlp", "bernoulli", 0.1, (8, 8, 1)), seed=0, objective="iwae", iw_samples=3,
+                        kl_warmup_steps=1000)
+    assert model.checkpoint_monitor == "val_loss"
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = (np.random.default_rng(1).random((32, 8, 8, 1)) > 0.5).astype(np.float32)
+    history = model.fit(x, validation_data=x[:16], batch_size=16, epochs=1, verbose=0).history
+    assert history["kl_weight"][0] < 0.01 and history["val_kl_weight"][0] == 1.0
