@@ -219,18 +219,13 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
 
 def checkpoint_sha256(run_dir, checkpoint: str = "best") -> str:
     """SHA-256 of the weights file ``checkpoint`` (``best`` falls back to ``last``, as loading does)."""
-    import hashlib
-
+    from .lite import sha256_file
     from .rundir import checkpoint_path
 
     path = checkpoint_path(run_dir, checkpoint)
     if checkpoint == "best" and not path.is_file():
         path = checkpoint_path(run_dir, "last")
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def protocol(run_dir, cfg, num_images: int, iw_samples: int, seed: int, checkpoint: str, chunk: int) -> dict:

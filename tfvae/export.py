@@ -25,7 +25,6 @@ half-written version folder; the next export takes the next free number.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,6 +41,7 @@ import tensorflow as tf
 from . import __version__
 from . import distributions as dist
 from .config import atomic_write_text, json_text
+from .lite import sha256_file
 from .errors import TfvaeError
 from .quiet import native_output_silenced
 from .rundir import load_model
@@ -165,16 +165,8 @@ def next_version(export_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _file_table(root: Path, prefix: str):
-    return [{"path": f"{prefix}/{p.relative_to(root).as_posix()}", "bytes": p.stat().st_size, "sha256": _sha256(p)}
+    return [{"path": f"{prefix}/{p.relative_to(root).as_posix()}", "bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(root.rglob("*")) if p.is_file()]
 
 

@@ -120,7 +120,8 @@ def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -156,7 +157,7 @@ def verify_export(folder) -> dict:
         listed.add(path.name)
         if not path.is_file():
             raise TfvaeError(f"{path} is missing (the model card lists it)")
-        if path.stat().st_size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
+        if path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
             raise TfvaeError(f"{path}: its SHA-256 differs from the model card's; the export is damaged or was "
                              f"changed (export again with: python cli.py export RUN_DIR --tflite)")
     for path in sorted(folder.glob("*.tflite")):
