@@ -76,6 +76,8 @@ def main(argv=None) -> None:
     figures = {
         "run": run.name,
         "train_command": config["meta"].get("command_line"),
+        "train_commit": config["meta"].get("git_commit"),  # recorded by train since this script existed
+        "train_versions": {k: config["meta"].get(k) for k in ("tfvae_version", "tensorflow_version", "keras_version")},
         "parameters": parameter_counts(run),
         "training": {k: summary.get(k) for k in ("epochs", "seconds", "seconds_per_epoch", "train_images_per_second",
                                                   "best_val_neg_elbo")},

@@ -2,6 +2,7 @@
 ending in one line on stderr, a non-zero exit, no traceback and nothing overwritten."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -146,3 +147,16 @@ def test_train_on_an_idx_folder_with_an_odd_image_size(tmp_path):
     result = run_cli("evaluate", run_dir, "-k", 5, "--idx-dir", folder)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "eval.json").read_text())["protocol"]["num_images"] == 10
+
+
+def test_files_are_written_with_the_users_umask_and_strict_json(run_dir, export_dir):
+    """Atomic writes (temporary file + rename) still give new files the user's umask, not
+    mkstemp's 0600, and JSON files never hold NaN or Infinity."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (run_dir / "config.json", run_dir / "summary.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+        json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path} holds {c}"))
+    card = next((export_dir / "tflite").glob("*/model_card.json"))
+    assert card.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert next((export_dir / "decoder").iterdir()).stat().st_mode & 0o777 == 0o777 & ~mask

@@ -35,6 +35,22 @@ from .sample import sample_means, sample_title
 FIGURE_IMAGES = 16  # test images shown in reconstructions.png
 
 
+def _git_commit():
+    """The tfvae checkout's HEAD commit (with "+dirty" when tracked files changed), or None."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True, text=True, cwd=root,
+                               timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def default_run_dir(cfg: RunConfig) -> Path:
     """runs/<dataset>-<arch>-z<D>-<YYYYmmdd-HHMMSS>."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -311,6 +327,7 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             "keras_version": keras.__version__,
             "python_version": platform.python_version(),
             "command_line": command_line or " ".join(sys.argv),
+            "git_commit": _git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         run_dir = new_run_dir(run_dir)
