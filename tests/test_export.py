@@ -136,7 +136,10 @@ def test_generate_bad_input(export_dir, tmp_path):
     (corrupt / "tflite" / "1" / "model_card.json").write_text(json.dumps({"latent_dim": 8}))
     data = (export_dir / "tflite" / "1" / "decoder.tflite").read_bytes()
     (corrupt / "tflite" / "1" / "decoder.tflite").write_bytes(data[: len(data) // 3])
-    assert_one_line_error(run_cli("generate", corrupt, "--out", tmp_path / "a.png"), "decoder.tflite")
+    assert_one_line_error(run_cli("generate", corrupt, "--out", tmp_path / "a.png"), "model_card.json")
+    # With the export's real card, the truncated file fails its SHA-256 check, by name.
+    (corrupt / "tflite" / "1" / "model_card.json").write_text((export_dir / "tflite/1/model_card.json").read_text())
+    assert_one_line_error(run_cli("generate", corrupt, "--out", tmp_path / "a.png"), "decoder.tflite", "SHA-256")
     assert not (tmp_path / "a.png").exists()
 
 

@@ -232,10 +232,11 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
         try:
             return _train(cfg, run_dir, verbose, command_line, resume, strategy, devices, deterministic,
                           resume_learning_rate, stack, created)
-        except BaseException:
-            # A new run that fails before its first epoch is saved (a full disk, a crash, a
-            # second Ctrl-C) leaves nothing to resume: remove it rather than leave half a run.
-            if created and not (created[0] / "backup" / "training_metadata.json").exists() \
+        except BaseException as exc:
+            # A new run that fails before its first epoch is saved (a full disk, a crash)
+            # leaves nothing to resume: remove it rather than leave half a run. A divergence
+            # or an interruption keeps it: --resume (with a lower learning rate) starts it again.
+            if created and not isinstance(exc, (TfvaeError, KeyboardInterrupt)) and not (created[0] / "backup" / "training_metadata.json").exists() \
                     and not (created[0] / "summary.json").exists():
                 shutil.rmtree(created[0], ignore_errors=True)
             raise
