@@ -46,20 +46,33 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/default"))
     parser.add_argument("--iw-samples", type=int, default=1000)
     parser.add_argument("--out", default="default", help="folder under bench/results and stem of the JSON file")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the run's eval.json when its protocol matches, and the figure JSON files it has")
+    parser.add_argument("--note", default=None, help="a remark on the conditions of the run (recorded and shown)")
     args = parser.parse_args(argv)
     run = args.run_dir if args.run_dir.is_absolute() else ROOT / args.run_dir
     if not run.exists():
         cli("train", "--dataset", "mnist", "--run-dir", run)
     if not (run / "summary.json").is_file():
         sys.exit(f"error: {run} is not a finished run (no summary.json); finish it with: python cli.py train --resume {run}")
-    cli("evaluate", run, "--iw-samples", args.iw_samples)
-    cli("classify", run)
-    cli("anomaly", run, "--ood", "fashion_mnist", "--iw-samples", 100)
-    cli("anomaly", run, "--ood", "mnist")
+    sys.path.insert(0, str(ROOT))
+    from tfvae.evaluate import matching_report
+
+    def step(output, *args_):
+        if args.reuse and (run / output).is_file():
+            print(f"reusing {run / output}", flush=True)
+        else:
+            cli(*args_)
+
+    if not (args.reuse and matching_report(run, args.iw_samples, 10000, 0)):
+        cli("evaluate", run, "--iw-samples", args.iw_samples)
+    step("figures/classify.json", "classify", run)
+    step("figures/anomaly_ood-fashion_mnist.json", "anomaly", run, "--ood", "fashion_mnist", "--iw-samples", 100)
+    step("figures/anomaly_ood-mnist-validation.json", "anomaly", run, "--ood", "mnist")
     for corruption in ("blank", "noise", "invert"):
-        cli("anomaly", run, "--corrupt", corruption)
-    cli("inpaint", run, "--mask", "random:0.5")
-    cli("inpaint", run, "--mask", "bottom")
+        step(f"figures/anomaly_corrupt-{corruption}.json", "anomaly", run, "--corrupt", corruption)
+    step("figures/inpaint_random0.5.json", "inpaint", run, "--mask", "random:0.5")
+    step("figures/inpaint_bottom.json", "inpaint", run, "--mask", "bottom")
 
     folder = RESULTS / args.out
     folder.mkdir(parents=True, exist_ok=True)
@@ -75,6 +88,7 @@ def main(argv=None) -> None:
     metrics = {k: v for k, v in evaluation["metrics"].items() if k not in ("activity_per_dim", "kl_per_dim")}
     figures = {
         "run": run.name,
+        "note": args.note,
         "train_command": config["meta"].get("command_line"),
         "train_commit": config["meta"].get("git_commit"),  # recorded by train since this script existed
         "train_versions": {k: config["meta"].get(k) for k in ("tfvae_version", "tensorflow_version", "keras_version")},

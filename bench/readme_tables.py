@@ -54,7 +54,7 @@ def render_default_run() -> str:
     params = f["parameters"]
     lines = [
         f"Run `{f['run']}` (`bench/results/default/`: its config.json, summary.json, metrics.csv, eval.json); "
-        f"machine: {_machine(record)}.",
+        f"machine: {_machine(record)}." + (f" {f['note']}" if f.get("note") else ""),
         "",
         "| | value | command |",
         "| --- | --- | --- |",
