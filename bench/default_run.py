@@ -2,8 +2,8 @@
 
     TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py [--run-dir runs/default]
 
-Trains the default model (``python cli.py train --dataset mnist``) unless RUN_DIR already
-holds a finished run (its own ``config.json`` records the command that trained it), then
+Trains the default model (``python cli.py train --dataset mnist``, or ``--preset NAME``)
+unless RUN_DIR already holds a finished run (its own ``config.json`` records the command that trained it), then
 runs, through the CLI, the commands whose figures the README quotes: ``evaluate``
 (K = 1,000, all 10,000 test images), ``classify``, ``anomaly`` (Fashion-MNIST, the
 validation split, blank / noise / inverted images) and ``inpaint`` (random half and bottom
@@ -45,6 +45,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/default"))
     parser.add_argument("--iw-samples", type=int, default=1000)
+    parser.add_argument("--preset", default=None, help="train with this preset (e.g. mnist-best) instead of the defaults")
     parser.add_argument("--out", default="default", help="folder under bench/results and stem of the JSON file")
     parser.add_argument("--reuse", action="store_true",
                         help="keep the run's eval.json when its protocol matches, and the figure JSON files it has")
@@ -52,7 +53,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     run = args.run_dir if args.run_dir.is_absolute() else ROOT / args.run_dir
     if not run.exists():
-        cli("train", "--dataset", "mnist", "--run-dir", run)
+        cli("train", "--dataset", "mnist", "--run-dir", run, *(["--preset", args.preset] if args.preset else []))
     if not (run / "summary.json").is_file():
         sys.exit(f"error: {run} is not a finished run (no summary.json); finish it with: python cli.py train --resume {run}")
     sys.path.insert(0, str(ROOT))
