@@ -40,8 +40,10 @@ def _machine(record) -> str:
 
 
 def _missing(what: str, command: str) -> str:
-    return (f"No committed measurement yet: `{command}` writes `bench/results/{what}`, and "
-            f"`python bench/readme_tables.py` puts its figures here.\n")
+    # ``what`` names the file this section waits for; the README does not name it, since it
+    # is not committed yet.
+    return (f"No committed measurement yet: `{command}` writes its result file under `bench/results/`, "
+            f"and `python bench/readme_tables.py` puts its figures here.\n")
 
 
 def render_default_run() -> str:
@@ -108,7 +110,7 @@ def render_likelihood() -> str:
     text = "\n".join(lines) + "\n"
     if record is None:
         text = ("tfvae's rows are not committed yet (`TFDS_DATA_DIR=../shared/tensorflow_datasets python "
-                "bench/likelihood_table.py` writes `bench/results/likelihood_table.json`); the published figures:\n\n"
+                "bench/likelihood_table.py` writes them under `bench/results/`); the published figures:\n\n"
                 + text)
     else:
         text = f"Machine: {_machine(record)}.\n\n" + text
