@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,13 +74,10 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 def git_commit() -> dict:
     """{"commit": HEAD's hash, "dirty": uncommitted changes to tracked code (README.md and
     bench/results/, which these scripts write, do not count)}."""
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    sys.path.insert(0, str(ROOT))
+    from tfvae.provenance import git_commit as commit
 
-    changed = [line[3:] for line in git("status", "--porcelain", "-uno").splitlines()]
-    # The README and the result files are outputs of these scripts, not code that measures.
-    code = [path for path in changed if path != "README.md" and not path.startswith("bench/results/")]
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(code)}
+    return commit(ignore=("README.md", "bench/results/"))
 
 
 def versions() -> dict:

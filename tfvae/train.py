@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from . import __version__, plots
 from .callbacks import AtomicCheckpoint, EpochTimer, FiniteBackupAndRestore, GracefulInterrupt, StopOnNonFinite
-from .config import RunConfig, atomic_savez, atomic_write_text, json_text
+from .config import RunConfig, _reject_constant, atomic_savez, atomic_write_text, json_text
 from .data import binarize_fixed, heldout_pipeline, load_dataset, train_pipeline
 from .errors import TfvaeError
 from .locks import folder_lock
@@ -36,19 +36,11 @@ FIGURE_IMAGES = 16  # test images shown in reconstructions.png
 
 
 def _git_commit():
-    """The tfvae checkout's HEAD commit (with "+dirty" when tracked files changed), or None."""
-    import subprocess
+    """HEAD's hash, with "+dirty" when tracked files changed; None outside a git checkout."""
+    from .provenance import git_commit
 
-    root = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True, text=True, cwd=root,
-                               timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    g = git_commit()
+    return None if g["commit"] is None else g["commit"] + ("+dirty" if g["dirty"] else "")
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -151,7 +143,7 @@ def _valid_backup(weights: Path, metadata: Path, epochs: int):
     """The epoch a backup pair (weights .h5, training_metadata.json) holds, or None when
     either file is missing or damaged."""
     try:
-        meta = json.loads(metadata.read_text(), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        meta = json.loads(metadata.read_text(), parse_constant=_reject_constant)
         epoch = meta["epoch"]
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
             return None
@@ -236,8 +228,9 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
             # A new run that fails before its first epoch is saved (a full disk, a crash)
             # leaves nothing to resume: remove it rather than leave half a run. A divergence
             # or an interruption keeps it: --resume (with a lower learning rate) starts it again.
-            if created and not isinstance(exc, (TfvaeError, KeyboardInterrupt)) and not (created[0] / "backup" / "training_metadata.json").exists() \
-                    and not (created[0] / "summary.json").exists():
+            saved = created and ((created[0] / "backup" / "training_metadata.json").exists()
+                                 or (created[0] / "summary.json").exists())
+            if created and not saved and not isinstance(exc, (TfvaeError, KeyboardInterrupt)):
                 shutil.rmtree(created[0], ignore_errors=True)
             raise
 
