@@ -21,7 +21,7 @@ from tfvae.errors import TfvaeError
 D_DATA, D_MODEL, D_TRAIN = DataConfig(), ModelConfig(), TrainConfig()
 
 
-def _quiet_tensorflow():
+def _quiet_tensorflow(before_first_op=None):
     """Import TensorFlow with its C++ start-up chatter (absl, oneDNN, CUDA probing) hidden.
 
     That chatter is written to file descriptor 2 before TF's own log settings apply, so
@@ -36,6 +36,8 @@ def _quiet_tensorflow():
     with native_output_silenced():
         import tensorflow as tf
 
+        if before_first_op is not None:  # e.g. MultiWorkerMirroredStrategy, which must precede any op
+            before_first_op()
         tf.constant(0.0) + 1.0  # device initialisation happens here
 
 
@@ -148,6 +150,10 @@ def _int_list(ctx, param, value):
 
 
 def data_location_options(f):
+    f = click.option("--image-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder of image files (PNG, JPEG, BMP, GIF), streamed from disk: sub-folders are classes, "
+                          "files directly in it are unlabelled; train/ and test/ sub-folders, when both exist, are "
+                          "the splits. Replaces TFDS.")(f)
     f = click.option("--idx-dir", type=click.Path(file_okay=False), default=None,
                      help="Folder of MNIST-format IDX files (train-images-idx3-ubyte[.gz] ...); replaces TFDS.")(f)
     f = click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -180,6 +186,17 @@ def cli():
 @click.option("--binarization", type=click.Choice(BINARIZATIONS), default=None,
               help="dynamic: fresh Bernoulli draw per epoch; static: threshold 0.5; none: grey levels. "
                    "[default: dynamic for bernoulli, none for gaussian]")
+@click.option("--image-size", default=None,
+              help="--image-dir only: H,W the images are brought to (other sizes are resized keeping the aspect "
+                   "ratio and centre-cropped). [default: the most common size in the folder]")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="--image-dir only: 1 (grey) or 3 (colour). [default: the files' own; mixed folders need it]")
+@click.option("--test-fraction", type=Finite(0, 1, min_open=True, max_open=True), default=D_DATA.test_fraction,
+              show_default=True,
+              help="--image-dir without train/ and test/ sub-folders: the share of each class held out for testing "
+                   "(seeded by --split-seed).")
+@click.option("--split-seed", type=SEED, default=D_DATA.split_seed, show_default=True,
+              help="Seed of the validation split (and of an image folder's held-out test files).")
 @click.option("--validation-size", type=click.IntRange(min=1), default=D_DATA.validation_size, show_default=True,
               help="Images carved from the training split for validation.")
 @click.option("--max-train-examples", type=COUNT, default=None, help="Train on the first N training images only.")
@@ -193,7 +210,8 @@ def cli():
               help="Encoder/decoder architecture, sized from the image shape.")
 @click.option("--latent-dim", type=click.IntRange(1, 4096), default=D_MODEL.latent_dim, show_default=True, help="Dimension of z.")
 @click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=D_MODEL.likelihood, show_default=True,
-              help="p(x|z): Bernoulli (logits) or Gaussian.")
+              help="p(x|z): Bernoulli (logits), Gaussian, or logistic: the discretized logistic of 8-bit pixels "
+                   "(Salimans et al. 2017), for grey-level and colour images.")
 @click.option("--sigma", type=SigmaType(), default=D_MODEL.sigma, show_default=True,
               help="Gaussian σ: a fixed positive number (σ² balances reconstruction against KL) or 'learned' (per pixel).")
 @click.option("--hidden-units", callback=_int_list, default=None,
@@ -236,8 +254,8 @@ def cli():
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
               show_default=True,
               help="tf.distribute strategy: one device; MirroredStrategy over local GPUs (or --devices); "
-                   "MultiWorkerMirroredStrategy from TF_CONFIG, which Keras 3 fit does not support with several "
-                   "workers (keras-team/keras#20585), so only one worker is accepted. --batch-size is the global batch.")
+                   "MultiWorkerMirroredStrategy over the workers TF_CONFIG names (run the same command on each; "
+                   "only the chief, worker 0, writes the run directory). --batch-size is the global batch.")
 @click.option("--devices", default=None, help="Comma-separated devices for --strategy mirrored, e.g. /gpu:0,/gpu:1.")
 @click.option("--run-dir", type=click.Path(), default=None,
               help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")
@@ -245,7 +263,8 @@ def cli():
               help="Continue the interrupted run in this folder from its last completed epoch, with its own "
                    "config.json; only --learning-rate (e.g. lower, after a divergence), --strategy, --devices "
                    "and --deterministic may be given with it.")
-def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_examples, model, preset, arch,
+def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_fraction, split_seed, binarization,
+          validation_size, max_train_examples, model, preset, arch,
           latent_dim, likelihood, sigma, hidden_units, conv_filters, prior, prior_components, objective,
           train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
           mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
@@ -260,6 +279,25 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
     samples.png, loss.png).
     """
     values = dict(locals())
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source
+    if image_dir is not None:
+        if source("dataset") == ParameterSource.COMMANDLINE:
+            raise TfvaeError("--image-dir and --dataset are two sources of images; give one (the run is named "
+                             "after the folder)")
+        values["dataset"] = Path(image_dir).resolve().name or "images"
+        values["image_dir"] = str(Path(image_dir).resolve())
+    else:
+        given = [o for o, k in (("--image-size", "image_size"), ("--channels", "channels"),
+                                ("--test-fraction", "test_fraction")) if source(k) == ParameterSource.COMMANDLINE]
+        if given:
+            raise TfvaeError(f"{given[0]} applies to --image-dir data only")
+    if image_size is not None:
+        from tfvae.folder import parse_image_size
+
+        values["image_size"] = parse_image_size(image_size)
+    values["channels"] = None if channels is None else int(channels)
     if preset is not None:
         from click.core import ParameterSource
 
@@ -296,12 +334,21 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
         read_config(resume_dir)  # "not a run" fails before TensorFlow starts
     else:
         cfg.resolved().validate()  # fail on bad options before TensorFlow starts
-    _quiet_tensorflow()
+    start_workers = None
+    if strategy == "multiworker":
+        from tfvae.distributed import cluster_from_env, multiworker_strategy
+
+        cluster_from_env()  # a bad TF_CONFIG fails here, in one line
+        start_workers = multiworker_strategy
+    _quiet_tensorflow(start_workers)
     from tfvae.train import train as run_training
 
     summary = run_training(cfg, resume_dir or run_dir, command_line=" ".join(["python", "cli.py"] + sys.argv[1:]),
                            resume=resume_dir is not None, strategy=strategy, devices=device_list,
                            deterministic=deterministic, resume_learning_rate=resume_learning_rate)
+    if "worker" in summary:
+        click.echo(f"worker finished; the chief wrote {summary['run_dir']}")
+        return
     click.echo(f"run directory: {summary['run_dir']}")
     if "val_log_density_grey" in summary:
         click.echo(f"PPCA fitted in {summary['seconds']:.1f} s; validation log-density of grey-level images "
@@ -325,8 +372,11 @@ def train(dataset, data_dir, idx_dir, binarization, validation_size, max_train_e
               help="Weights to evaluate: best validation −ELBO, or the last epoch.")
 @click.option("--chunk", type=click.IntRange(1, 1 << 22), default=4096, show_default=True,
               help="Decoder inputs per batched call (bounds memory).")
+@click.option("--strategy", type=click.Choice(["default", "multiworker"]), default="default", show_default=True,
+              help="multiworker: split the test images over the workers TF_CONFIG names (run the same command on "
+                   "each); the chief writes eval.json, equal to one machine's.")
 @data_location_options
-def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_dir, idx_dir):
+def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, strategy, data_dir, idx_dir, image_dir):
     """Evaluate RUN_DIR on the test split and write RUN_DIR/eval.json.
 
     Reports −ELBO, reconstruction and KL, the importance-weighted NLL with its standard
@@ -338,13 +388,27 @@ def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, data_di
     from tfvae.rundir import read_config
 
     read_config(run_dir)  # "not a run" fails before TensorFlow starts
-    _quiet_tensorflow()
+    start_workers = None
+    if strategy == "multiworker":
+        from tfvae.distributed import cluster_from_env, multiworker_strategy
+
+        cluster_from_env()
+        start_workers = multiworker_strategy
+    _quiet_tensorflow(start_workers)
     from tfvae.evaluate import evaluate_run, format_report
 
     report = evaluate_run(run_dir, iw_samples=iw_samples, max_examples=max_examples, seed=seed,
-                          checkpoint=checkpoint, data_dir=data_dir, idx_dir=idx_dir, chunk=chunk)
+                          checkpoint=checkpoint, data_dir=data_dir, idx_dir=idx_dir, chunk=chunk, image_dir=image_dir,
+                          strategy=strategy, progress=strategy == "default")
     click.echo(format_report(report))
-    click.echo(f"written: {os.path.join(run_dir, 'eval.json')}")
+    if strategy == "default" or _is_chief_process():
+        click.echo(f"written: {os.path.join(run_dir, 'eval.json')}")
+
+
+def _is_chief_process() -> bool:
+    from tfvae.distributed import is_chief, multiworker_strategy
+
+    return is_chief(multiworker_strategy())
 
 
 @cli.command()

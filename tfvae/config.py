@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 from .errors import TfvaeError
 
 ARCHITECTURES = ("mlp", "conv", "kerasio")
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 BINARIZATIONS = ("dynamic", "static", "none")
 MODELS = ("vae", "ae", "cvae", "pca")
 PRIORS = ("standard", "mog", "vamp")
@@ -60,6 +60,12 @@ class DataConfig:
             validation and test images under ``dynamic`` binarization (held-out data
             is binarized once, so every evaluation sees the same images).
         max_train_examples: use only the first N training images (quick runs, tests).
+        image_dir: a folder of image files (see ``tfvae/folder.py``); overrides TFDS.
+        image_size: [H, W] the folder's images are brought to (None: their most common
+            size, filled in when training starts).
+        channels: 1 or 3 (None: the files' own, filled in when training starts).
+        test_fraction: share of each class of an image folder held out for testing
+            (seeded by ``split_seed``) when it has no ``train/`` and ``test/`` folders.
     """
 
     dataset: str = "mnist"
@@ -70,6 +76,10 @@ class DataConfig:
     split_seed: int = 0
     binarization_seed: int = 0
     max_train_examples: Optional[int] = None
+    image_dir: Optional[str] = None
+    image_size: Optional[list] = None
+    channels: Optional[int] = None
+    test_fraction: float = 0.1
 
 
 @dataclass
@@ -87,7 +97,10 @@ class ModelConfig:
             dense 16; dense to H/4×W/4×64, transposed convs 64 and 32 stride 2, and a
             stride-1 transposed conv to the channels), for like-for-like comparisons.
         latent_dim: dimension D of z.
-        likelihood: ``bernoulli`` (decoder gives logits) or ``gaussian``.
+        likelihood: ``bernoulli`` (decoder gives logits), ``gaussian``, or ``logistic``:
+            the discretized logistic of 8-bit pixels (Salimans et al. 2017, eq. 2), a
+            probability of each of the 256 levels, with a location and scale per
+            sub-pixel from the decoder.
         sigma: Gaussian likelihood's standard deviation: a positive float (fixed;
             σ² is the constant that balances reconstruction against KL) or the
             string ``"learned"`` (one learned σ per pixel).
@@ -246,6 +259,12 @@ class RunConfig:
             raise TfvaeError(f"--validation-size must be a non-negative integer, got {d.validation_size!r}")
         if d.max_train_examples is not None:
             positive_int("max_train_examples", d.max_train_examples)
+        if d.image_dir is not None and d.idx_dir is not None:
+            raise TfvaeError("--image-dir and --idx-dir are two sources of images; give one")
+        if d.channels is not None and d.channels not in (1, 3):
+            raise TfvaeError(f"--channels must be 1 or 3, got {d.channels!r}")
+        if not (isinstance(d.test_fraction, (int, float)) and 0 < d.test_fraction < 1):
+            raise TfvaeError(f"--test-fraction must be in (0, 1), got {d.test_fraction!r}")
         positive_int("epochs", t.epochs)
         positive_int("batch_size", t.batch_size)
         positive_int("mc_samples", t.mc_samples)
@@ -295,7 +314,13 @@ class RunConfig:
                      "binarization": (opt_str, "a string or null"), "validation_size": (is_int, "an integer"),
                      "split_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
                      "binarization_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
-                     "max_train_examples": (lambda v: v is None or is_int(v), "an integer or null")},
+                     "max_train_examples": (lambda v: v is None or is_int(v), "an integer or null"),
+                     "image_dir": (opt_str, "a string or null"),
+                     "image_size": (lambda v: v is None or (isinstance(v, list) and len(v) == 2
+                                                            and all(is_int(x) and 0 < x <= 4096 for x in v)),
+                                    "[height, width] (positive integers) or null"),
+                     "channels": (lambda v: v is None or v in (1, 3) and is_int(v), "1, 3 or null"),
+                     "test_fraction": (lambda v: is_num(v) and 0 < v < 1, "a number in (0, 1)")},
             "model": {"model": (lambda v: isinstance(v, str), "a string"), "arch": (lambda v: isinstance(v, str), "a string"),
                       "latent_dim": (is_int, "an integer"), "likelihood": (lambda v: isinstance(v, str), "a string"),
                       "sigma": (lambda v: v == "learned" or is_num(v), "a finite number or 'learned'"),

@@ -1,4 +1,5 @@
-"""Image data: TFDS datasets by name or a folder of MNIST-format IDX files.
+"""Image data: TFDS datasets by name, a folder of MNIST-format IDX files, or a folder of
+image files (PNG, JPEG, BMP, GIF; streamed from disk, see ``folder.py``).
 
 Images are kept as uint8 arrays [N, H, W, C] (small and cache-friendly) and turned
 into float32 in [0, 1] inside the ``tf.data`` pipeline, where binarization happens:
@@ -20,7 +21,7 @@ import difflib
 import gzip
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -44,6 +45,11 @@ class ImageData:
         train, validation, test: uint8 arrays [N, H, W, C] (``test`` may be None).
         train_labels, validation_labels, test_labels: int64 arrays [N] (or None).
         class_names: one name per label value.
+        source: facts about an image folder (``layout``, ``fingerprint``, ``skipped``,
+            ``image_size``, ``channels``), empty for TFDS and IDX data.
+
+    For an image folder, ``train`` and ``test`` are :class:`tfvae.folder.FileImages`
+    (array-like; pixels decoded when used) rather than arrays.
     """
 
     name: str
@@ -54,6 +60,7 @@ class ImageData:
     test: Optional[np.ndarray]
     test_labels: Optional[np.ndarray]
     class_names: List[str]
+    source: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple:
@@ -79,7 +86,19 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
             validation split larger than the training split.
         DataNotFoundError: the data is neither present nor downloadable.
     """
-    if cfg.idx_dir:
+    source = {}
+    if cfg.image_dir:
+        from .folder import FileImages, scan_folder
+
+        scan = scan_folder(cfg.image_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
+        shape = (*scan.image_size, scan.channels)
+        train, train_labels = FileImages(scan.train_paths, shape), scan.train_labels
+        test, test_labels = FileImages(scan.test_paths, shape), scan.test_labels
+        class_names = scan.class_names
+        source = {"layout": scan.layout, "fingerprint": scan.fingerprint, "image_size": scan.image_size,
+                  "channels": scan.channels, "files": len(scan.train_paths) + len(scan.test_paths),
+                  "skipped_files": len(scan.skipped), "skipped_examples": [p for p, _ in scan.skipped[:5]]}
+    elif cfg.idx_dir:
         train, train_labels, test, test_labels = load_idx_folder(cfg.idx_dir)
         class_names = [str(i) for i in range(int(train_labels.max()) + 1)] if train_labels is not None else []
     else:
@@ -87,12 +106,14 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
     if need_test and test is None:
         raise TfvaeError(f"dataset {cfg.dataset!r} has no test split")
 
-    train = as_uint8_images(train, cfg.dataset, "train")
-    if test is not None:
-        test = as_uint8_images(test, cfg.dataset, "test")
+    if not source:
+        train = as_uint8_images(train, cfg.dataset, "train")
+        if test is not None:
+            test = as_uint8_images(test, cfg.dataset, "test")
     n = len(train)
     if cfg.validation_size >= n:
-        raise TfvaeError(f"--validation-size {cfg.validation_size} must be smaller than the training split ({n} images)")
+        raise TfvaeError(f"--validation-size {cfg.validation_size} must be smaller than the training split ({n} images)"
+                         + ("; lower it for a small image folder" if source else ""))
     perm = np.random.default_rng(cfg.split_seed).permutation(n)
     val_idx, train_idx = np.sort(perm[: cfg.validation_size]), np.sort(perm[cfg.validation_size:])
     if cfg.max_train_examples is not None:
@@ -110,6 +131,7 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
         test=test,
         test_labels=test_labels,
         class_names=class_names,
+        source=source,
     )
 
 
@@ -333,7 +355,7 @@ def binarize_fixed(images: np.ndarray, mode: str, seed: int) -> np.ndarray:
 
 
 def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, noise_shape=None,
-                   start_epoch: int = 0, labels=None, num_classes: int = 0):
+                   start_epoch: int = 0, labels=None, num_classes: int = 0, split=None):
     """Endless ``tf.data`` pipeline over training images: shuffle, binarize, batch, prefetch.
     Pass ``steps_per_epoch = ceil(N / batch_size)`` to ``fit``.
 
@@ -346,13 +368,17 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     changes nothing an image sees.
 
     Args:
-        images: uint8 [N, H, W, C].
+        images: uint8 [N, H, W, C], or :class:`tfvae.folder.FileImages`, whose files are
+            read and decoded inside the pipeline (parallel, in order), never all held.
         noise_shape: (S, D) to also yield standard-normal noise eps [B, S, D] for the
             reparameterized samples, drawn here (outside the model) so that every image's
             noise is independent of how a batch is split across devices.
         start_epoch: first epoch of the stream (for resuming).
         labels, num_classes: int labels [N] to also yield one-hot labels float32 [B, C]
             (conditional models; needs ``noise_shape``).
+        split: for several workers (``tfvae.distributed.distribute``), a function turning
+            a dataset of global batches of image indices into this worker's per-replica
+            parts; the pipeline then yields those parts, and reads only their images.
 
     Returns:
         Endless ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], (x, eps)
@@ -361,12 +387,20 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     import tensorflow as tf
 
     n = len(images)
-    pixels = tf.constant(images)
+    from .folder import FileImages, decode_fn
+
+    if isinstance(images, FileImages):  # streamed: only the file list is in memory
+        files = tf.constant(images.paths)
+        decode = decode_fn(*images.image_shape)
+        read = lambda index: decode(tf.gather(files, index))  # noqa: E731
+    else:
+        pixels = tf.constant(images)
+        read = lambda index: tf.gather(pixels, index)  # noqa: E731
     seed64 = tf.constant(seed, tf.int64)
     onehot = None if labels is None else tf.one_hot(tf.constant(labels, tf.int64), num_classes)
 
     def prepare(index, epoch):
-        x = tf.cast(tf.gather(pixels, index), tf.float32) / 255.0
+        x = tf.cast(read(index), tf.float32) / 255.0
         key = tf.stack([seed64, epoch * n + index])
         binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
         if mode == "dynamic":
@@ -383,21 +417,40 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
         ds = tf.data.Dataset.from_tensor_slices(order)
+        if split is not None:  # this replica's part of each global batch, split before any pixel is read
+            return split(ds.batch(batch_size)).flat_map(
+                lambda part: tf.data.Dataset.from_tensor_slices(part).map(
+                    lambda i: prepare(i, epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+                ).batch(batch_size))
         ds = ds.map(lambda i: prepare(i, epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.batch(batch_size)
 
     return tf.data.Dataset.counter(start=start_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
-def heldout_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, labels=None, num_classes: int = 0):
+def heldout_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, labels=None, num_classes: int = 0,
+                     noise_shape=None, noise_seed: int = 0):
     """Batches of held-out images binarized once (see :func:`binarize_fixed`), in order.
 
+    Args:
+        noise_shape: (S, D) to also yield standard-normal noise eps [B, S, D] for the
+            validation samples of z, keyed by image: image i's noise comes from the
+            stateless seed (noise_seed, −1 − i) (training keys are ≥ 0), so a validation
+            figure does not depend on how batches are split over replicas or workers.
+
     Returns:
-        ``tf.data.Dataset`` of float32 batches [B, H, W, C], or (x, one-hot labels
-        [B, C]) when ``labels`` [N] is given.
+        ``tf.data.Dataset`` of float32 batches [B, H, W, C], or tuples with eps
+        [B, S, D] and/or one-hot labels [B, C] (the order of :func:`train_pipeline`).
     """
     import tensorflow as tf
 
     x = binarize_fixed(images, mode, seed)
-    elements = x if labels is None else (x, np.eye(num_classes, dtype=np.float32)[labels])
-    return tf.data.Dataset.from_tensor_slices(elements).batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+    elements = [tf.data.Dataset.from_tensor_slices(x)]
+    if noise_shape is not None:
+        key = tf.constant(noise_seed, tf.int64)
+        elements.append(tf.data.Dataset.range(len(x)).map(
+            lambda i: tf.random.stateless_normal(noise_shape, seed=tf.stack([key, -1 - i]))))
+    if labels is not None:
+        elements.append(tf.data.Dataset.from_tensor_slices(np.eye(num_classes, dtype=np.float32)[labels]))
+    ds = elements[0] if len(elements) == 1 else tf.data.Dataset.zip(tuple(elements))
+    return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)

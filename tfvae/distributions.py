@@ -5,7 +5,8 @@
 * prior p(z) = MultivariateNormalDiag(0, I), event [D], or a Gaussian mixture
   (learned mixture of Gaussians, VampPrior: :func:`mixture_prior`).
 * likelihood p(x|z) = Independent over the H×W×C pixels of Bernoulli(logits) or
-  Normal(loc, scale) (appendix C of Kingma & Welling 2013), event [H, W, C].
+  Normal(loc, scale) (appendix C of Kingma & Welling 2013), or the discretized logistic
+  of 8-bit pixels (Salimans et al. 2017, eq. 2), event [H, W, C].
 
 ``tfp.layers`` are Keras 2 layers; here the networks are plain Keras 3 models and the
 distributions are made from their outputs inside the model's steps.
@@ -35,7 +36,8 @@ def likelihood(params: dict, kind: str, sigma=None) -> tfd.Distribution:
     Args:
         params: ``{"logits"}`` for ``bernoulli``; ``{"loc"}`` or ``{"loc", "scale"}`` for
             ``gaussian``; each float32 [..., H, W, C].
-        kind: ``bernoulli`` or ``gaussian``.
+        kind: ``bernoulli``, ``gaussian`` or ``logistic`` (``{"loc", "scale"}``, on the
+            [0, 1] pixel scale; see :func:`discretized_logistic`).
         sigma: the fixed standard deviation when ``params`` has no ``scale``.
 
     Returns:
@@ -43,6 +45,8 @@ def likelihood(params: dict, kind: str, sigma=None) -> tfd.Distribution:
     """
     if kind == "bernoulli":
         base = tfd.Bernoulli(logits=params["logits"], dtype=tf.float32)
+    elif kind == "logistic":
+        return DiscretizedLogistic(params["loc"], params["scale"])
     elif kind == "gaussian":
         scale = params["scale"] if "scale" in params else tf.cast(sigma, params["loc"].dtype)
         base = tfd.Normal(loc=params["loc"], scale=scale)
@@ -51,8 +55,52 @@ def likelihood(params: dict, kind: str, sigma=None) -> tfd.Distribution:
     return tfd.Independent(base, reinterpreted_batch_ndims=3)
 
 
+PIXEL_LEVELS = 256  # 8-bit pixels, x = k / 255, k = 0 ... 255
+
+
+def discretized_logistic(loc, scale) -> tfd.Distribution:
+    """The discretized logistic of 8-bit pixels (Salimans et al. 2017, PixelCNN++, eq. 2),
+    one logistic per sub-pixel (no mixture), on the level scale k = 0 ... 255:
+
+        P(k) = σ((k + ½ − μ) / s) − σ((k − ½ − μ) / s),  with the edge levels taking the
+        tails: P(0) = σ((½ − μ) / s), P(255) = 1 − σ((254½ − μ) / s),
+
+    where μ = 255·loc and s = 255·scale. Built from TFP's ``QuantizedDistribution`` of a
+    ``Logistic`` shifted by ½ (as ``tfd.PixelCNN`` does), whose log-probability is
+    computed from log-CDFs / log-survival functions for stability.
+
+    Args:
+        loc, scale: float32 [..., H, W, C] on the [0, 1] pixel scale (scale > 0).
+
+    Returns:
+        A distribution over levels k (float, integer-valued), batch shape of ``loc``.
+    """
+    levels = PIXEL_LEVELS - 1
+    base = tfd.Logistic(loc=loc * levels - 0.5, scale=scale * levels)
+    return tfd.QuantizedDistribution(base, low=0.0, high=float(levels))
+
+
+class DiscretizedLogistic(tfd.Independent):
+    """p(x|z) for pixels x = k / 255 in [0, 1]: independent :func:`discretized_logistic`
+    per sub-pixel, event [H, W, C]. ``log_prob(x)`` (x float32 [..., H, W, C] in [0, 1],
+    rounded to the nearest level) is the log-probability of the 8-bit image in nats,
+    a probability, not a density (no dequantization term is needed). ``mean()`` returns
+    ``loc`` (the location; the mean differs from it only where the tails are clipped)."""
+
+    def __init__(self, loc, scale):
+        self._loc01 = loc
+        super().__init__(discretized_logistic(loc, scale), reinterpreted_batch_ndims=3)
+
+    def _log_prob(self, x):
+        return super()._log_prob(tf.round(x * (PIXEL_LEVELS - 1)))
+
+    def _mean(self):
+        return self._loc01
+
+
 def likelihood_mean(params: dict, kind: str):
-    """E[x|z] in [0, 1]: sigmoid(logits) for Bernoulli, ``loc`` for Gaussian. [..., H, W, C]."""
+    """E[x|z] in [0, 1]: sigmoid(logits) for Bernoulli, ``loc`` for Gaussian and the
+    discretized logistic. [..., H, W, C]."""
     if kind == "bernoulli":
         return tf.sigmoid(params["logits"])
     return params["loc"]

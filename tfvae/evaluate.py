@@ -149,8 +149,28 @@ def summarize(result: dict) -> dict:
     }
 
 
+def bits_per_dim(nats, image_shape, likelihood: str, binarization: str):
+    """Nats per image -> bits per dimension, and the conversion used (a string).
+
+    D = H·W·C. The discretized logistic gives the probability of the 8-bit image and the
+    Bernoulli that of the binarized image, so bits/dim = nats / (D ln 2). The Gaussian of
+    grey levels x = k/255 is a density on [0, 1]^D; as the field does for continuous
+    models of 8-bit data (e.g. Theis et al. 2016; Salimans et al. 2017), D·ln 256 is added,
+    the log-volume of the 256^D level cells, giving (nats + D ln 256) / (D ln 2). Here the
+    density is evaluated at the levels without uniform dequantization noise, so that
+    figure is comparable in form but is not a proven bound.
+    """
+    d = int(np.prod(image_shape))
+    if likelihood == "gaussian" and binarization == "none":
+        return (nats + d * math.log(256)) / (d * math.log(2)), \
+            "(nats + D ln 256) / (D ln 2), D = H*W*C: density of x = k/255, no dequantization noise"
+    what = "8-bit images (discretized logistic)" if likelihood == "logistic" else f"{binarization}-binarized images"
+    return nats / (d * math.log(2)), f"nats / (D ln 2), D = H*W*C: probability of the {what}"
+
+
 def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int = 0, checkpoint: str = "best",
-                 data_dir=None, idx_dir=None, chunk: int = 4096, progress: bool = True, write: bool = True) -> dict:
+                 data_dir=None, idx_dir=None, chunk: int = 4096, progress: bool = True, write: bool = True,
+                 image_dir=None, strategy: str = "default") -> dict:
     """Evaluate a run directory on its test split and write ``eval.json``.
 
     Args:
@@ -159,7 +179,11 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
         max_examples: evaluate only the first N test images (None: all).
         seed: seed of the importance samples.
         checkpoint: ``best`` or ``last``.
-        data_dir, idx_dir: override where the data is read from (same dataset).
+        data_dir, idx_dir, image_dir: override where the data is read from (same dataset,
+            e.g. an image folder moved elsewhere).
+        strategy: ``multiworker`` splits the test images over the workers of ``TF_CONFIG``
+            (``tfvae.distributed.evaluate_sharded``); the chief writes ``eval.json``, equal
+            to one machine's, and the others write nothing.
 
     Returns:
         ``{"protocol": {...}, "metrics": {...}}`` as written to ``eval.json``; metrics in
@@ -180,22 +204,34 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
                          f"use: python cli.py compare {run_dir}")
     if kind == "pca":
         return evaluate_pca(run_dir, max_examples=max_examples, data_dir=data_dir, idx_dir=idx_dir, write=write)
+    workers = None
+    if strategy == "multiworker":
+        from .distributed import is_chief, multiworker_strategy
+
+        workers = multiworker_strategy()
+        write = write and is_chief(workers)
+    elif strategy != "default":
+        raise TfvaeError(f"--strategy must be default or multiworker, got {strategy!r}")
     if write:
         from .locks import folder_lock
 
         with folder_lock(run_dir, "evaluate"):
             return _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk,
-                                 progress, write)
-    return _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write)
+                                 progress, write, image_dir, workers)
+    return _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write,
+                         image_dir, workers)
 
 
-def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write):
+def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write,
+                  image_dir=None, workers=None):
     model, cfg = load_model(run_dir, checkpoint)
     check_finite_weights(model, run_dir, checkpoint)
     if data_dir is not None:
         cfg.data.data_dir = data_dir
     if idx_dir is not None:
         cfg.data.idx_dir = idx_dir
+    if image_dir is not None:
+        cfg.data.image_dir = image_dir
     data = load_dataset(cfg.data, need_test=True)
     if data.image_shape != tuple(cfg.model.image_shape):
         raise TfvaeError(f"test images have shape {data.image_shape}, the model expects {tuple(cfg.model.image_shape)}")
@@ -204,17 +240,43 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
     images = binarize_fixed(raw, cfg.data.binarization, cfg.data.binarization_seed)
 
     start = time.perf_counter()
-    result = evaluate_images(model, images, iw_samples=iw_samples, seed=seed, chunk=chunk, progress=progress,
-                             labels=labels)
+    if workers is None:
+        result = evaluate_images(model, images, iw_samples=iw_samples, seed=seed, chunk=chunk, progress=progress,
+                                 labels=labels)
+    else:
+        from .distributed import evaluate_sharded
+
+        d = model.latent_dim
+        widths = {"nll": (), "reconstruction": (), "kl": (), "posterior_mean": (d,)}
+        if model.config.prior == "standard":
+            widths["kl_per_dim"] = (d,)
+        block = max(1, chunk // min(iw_samples, chunk))  # the images of one batched call, as on one machine
+        result = evaluate_sharded(workers, lambda a, b: evaluate_images(
+            model, images[a:b], iw_samples=iw_samples, seed=seed, chunk=chunk, progress=False,
+            labels=None if labels is None else labels[a:b], first_index=a), len(images), block, widths)
+        result["neg_elbo"] = result["reconstruction"] + result["kl"]
     seconds = time.perf_counter() - start
+    metrics = summarize(result)
+    shape = tuple(cfg.model.image_shape)
+    for key in ("nll", "neg_elbo"):
+        metrics[f"{key}_bits_per_dim"], conversion = bits_per_dim(metrics[key], shape, cfg.model.likelihood,
+                                                                  cfg.data.binarization)
     report = {
-        "protocol": protocol(run_dir, cfg, len(images), iw_samples, seed, checkpoint, chunk),
-        "metrics": summarize(result),
+        "protocol": {**protocol(run_dir, cfg, len(images), iw_samples, seed, checkpoint, chunk),
+                     "bits_per_dim": conversion,
+                     "workers": 1 if workers is None else int(_workers_count())},
+        "metrics": metrics,
         "seconds": seconds,
     }
     if write:
         atomic_write_text(Path(run_dir) / "eval.json", json_text(report))
     return report
+
+
+def _workers_count() -> int:
+    from .distributed import cluster_from_env
+
+    return cluster_from_env()["workers"]
 
 
 def checkpoint_sha256(run_dir, checkpoint: str = "best") -> str:
@@ -234,7 +296,9 @@ def protocol(run_dir, cfg, num_images: int, iw_samples: int, seed: int, checkpoi
 
     return {
         "dataset": cfg.data.dataset,
-        "data_source": cfg.data.idx_dir or "tfds",
+        "data_source": cfg.data.image_dir or cfg.data.idx_dir or "tfds",
+        "image_shape": list(cfg.model.image_shape),
+        "likelihood": cfg.model.likelihood,
         "split": "test",
         "num_images": int(num_images),
         "first_image": 0,
@@ -319,6 +383,8 @@ def format_report(report: dict) -> str:
                 f"(PPCA, exact; continuous grey levels, {p['num_images']} test images; σ² = {m['noise_variance']:.4g})")
     rows = [
         ("test NLL  −log p(x)", f"{m['nll']:.2f} ± {m['nll_stderr']:.2f} nats  (K={p['iw_samples']}, ± 1 s.e. over images)"),
+        *([("  in bits/dim", f"NLL {m['nll_bits_per_dim']:.4f}, −ELBO {m['neg_elbo_bits_per_dim']:.4f}  "
+                             f"({p.get('bits_per_dim', '')})")] if "nll_bits_per_dim" in m else []),
         ("test −ELBO", f"{m['neg_elbo']:.2f} nats"),
         ("  reconstruction", f"{m['reconstruction']:.2f} nats"),
         ("  KL(q‖p)", f"{m['kl']:.2f} nats"),

@@ -36,8 +36,9 @@ METRIC_NAMES = ("loss", "neg_elbo", "reconstruction", "kl", "kl_weight")
 def split_batch(data):
     """A pipeline element -> (x, eps, labels); eps and labels may be None.
 
-    Training batches are ``x``, ``(x, eps)`` or ``(x, eps, labels)``; held-out batches
-    ``x`` or ``(x, labels)`` (labels one-hot float32 [B, C], eps float32 [B, S, D]).
+    Training and validation batches are ``x``, ``(x, eps)`` or ``(x, eps, labels)``;
+    other held-out batches ``x`` or ``(x, labels)`` (labels one-hot float32 [B, C], eps
+    float32 [B, S, D]).
     """
     if not isinstance(data, (tuple, list)):
         return data, None, None
@@ -288,27 +289,53 @@ class VAE(keras.Model):
             self.trackers[name].update_state(value)
         return {name: t.result() for name, t in self.trackers.items()}
 
-    def train_step(self, data):
+    def apply_step(self, data):
+        """The one training step, whatever the strategy: the loss on a (per-replica)
+        batch, its gradient, one optimizer update. ``fit`` calls it through
+        :meth:`train_step`; the multi-worker loop (``tfvae.distributed``) calls it through
+        ``strategy.run``.
+
+        Returns:
+            Dict of float32 scalars, means over this replica's images in nats per image:
+            ``loss``, ``neg_elbo``, ``reconstruction``, ``kl``, ``kl_weight``.
+        """
         x, eps, labels = split_batch(data)
         with tf.GradientTape() as tape:
             loss, reconstruction, kl, weight = self.losses_for(x, labels, eps=eps, training=True)
-            # Under tf.distribute each replica sees batch/R images; dividing its mean by R
-            # makes the summed gradient equal the single-device gradient of the global batch.
-            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(scaled)  # identity unless mixed_float16 loss scaling
+            scaled = self.optimizer.scale_loss(loss * replica_share(x))  # loss scaling: mixed_float16 only
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._update(loss=loss, neg_elbo=reconstruction + kl, reconstruction=reconstruction, kl=kl,
-                            kl_weight=weight)
+        return {"loss": loss, "neg_elbo": reconstruction + kl, "reconstruction": reconstruction, "kl": kl,
+                "kl_weight": weight}
+
+    def evaluate_step(self, data):
+        """Validation on a held-out batch (no update): the dict of :meth:`apply_step`.
+        iwae: ``loss`` is the unweighted importance-weighted bound (−log p̂ with K samples),
+        which picks the best checkpoint; elbo: ``neg_elbo`` (unweighted) picks it."""
+        x, eps, labels = split_batch(data)
+        loss, reconstruction, kl, weight = self.losses_for(
+            x, labels, eps=eps, training=False, weight=1.0 if self.objective == "iwae" else None)
+        return {"loss": loss, "neg_elbo": reconstruction + kl, "reconstruction": reconstruction, "kl": kl,
+                "kl_weight": weight}
+
+    def train_step(self, data):
+        return self._update(**self.apply_step(data))
 
     def test_step(self, data):
-        x, _, labels = split_batch(data)
-        # iwae: val_loss is the unweighted importance-weighted bound (−log p̂ with K samples),
-        # which picks the best checkpoint; elbo: val_neg_elbo (unweighted) picks it.
-        loss, reconstruction, kl, weight = self.losses_for(
-            x, labels, training=False, weight=1.0 if self.objective == "iwae" else None)
-        return self._update(loss=loss, neg_elbo=reconstruction + kl, reconstruction=reconstruction, kl=kl,
-                            kl_weight=weight)
+        return self._update(**self.evaluate_step(data))
+
+
+def replica_share(x):
+    """This replica's share of the global batch, b_replica / b_global (1 on one device).
+
+    The optimizer sums gradients over replicas (Keras's all-reduce), so weighting each
+    replica's batch-mean loss by its share makes the summed gradient the gradient of the
+    global batch mean, also when a last, partial batch splits unevenly."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return tf.constant(1.0, tf.float32)
+    b = tf.cast(tf.shape(x)[0], tf.float32)
+    return b / tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, b)
 
 
 class Autoencoder(VAE):
@@ -334,19 +361,19 @@ class Autoencoder(VAE):
         reconstruction = -tf.reduce_mean(self.likelihood(z, training=training).log_prob(x))
         return reconstruction, reconstruction, None, None
 
-    def train_step(self, data):
+    def apply_step(self, data):
         x, _, _ = split_batch(data)
         with tf.GradientTape() as tape:
             loss, _, _, _ = self.losses_for(x, training=True)
-            scaled = self.optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+            scaled = self.optimizer.scale_loss(loss * replica_share(x))
         grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._update(loss=loss, reconstruction=loss)
+        return {"loss": loss, "reconstruction": loss}
 
-    def test_step(self, data):
+    def evaluate_step(self, data):
         x, _, _ = split_batch(data)
         loss, _, _, _ = self.losses_for(x)
-        return self._update(loss=loss, reconstruction=loss)
+        return {"loss": loss, "reconstruction": loss}
 
     def sample_codes(self, n: int, seed: int = 0) -> np.ndarray:
         """n draws from the Gaussian fitted to the training codes: float32 [n, D].

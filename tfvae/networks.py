@@ -3,9 +3,10 @@
 * Encoder ``images`` float32 [B, H, W, C] -> ``{"loc": [B, D], "scale": [B, D]}``, the
   parameters of the diagonal-Gaussian posterior q(z|x); ``scale = softplus(·) + floor``.
 * Decoder ``z`` float32 [B, D] -> the likelihood's parameters, each [B, H, W, C]:
-  ``{"logits"}`` (Bernoulli), ``{"loc"}`` (Gaussian, fixed σ) or ``{"loc", "scale"}``
-  (Gaussian, learned per-pixel σ). Gaussian means pass through a sigmoid so they lie
-  in [0, 1] like the data.
+  ``{"logits"}`` (Bernoulli), ``{"loc"}`` (Gaussian, fixed σ), ``{"loc", "scale"}``
+  (Gaussian, learned per-pixel σ; or the discretized logistic, whose scale is a second
+  output head, per image and sub-pixel). Means and locations pass through a sigmoid so
+  they lie in [0, 1] like the data.
 
 ``conv`` uses stride-2 3×3 convolutions (``conv_filters``) down to ⌈H/2^n⌉×⌈W/2^n⌉, dense
 layers (``hidden_units``), and mirrored transposed convolutions back up, cropping to
@@ -219,6 +220,9 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
 
     if cfg.likelihood == "bernoulli":
         outputs = {"logits": head("logits")}
+    elif cfg.likelihood == "logistic":
+        outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(head("loc_raw")),
+                   "scale": PositiveScale(cfg.scale_floor, name="scale", dtype="float32")(head("scale_raw"))}
     else:
         loc = layers.Activation("sigmoid", name="loc", dtype="float32")(head("loc_raw"))
         outputs = {"loc": loc}
@@ -243,6 +247,10 @@ def _kerasio_decoder(cfg: ModelConfig, inputs, h) -> keras.Model:
     out = layers.Conv2DTranspose(channels, 3, padding="same", name="output", dtype="float32")(h)
     if cfg.likelihood == "bernoulli":
         outputs = {"logits": out}
+    elif cfg.likelihood == "logistic":
+        raw_scale = layers.Conv2DTranspose(channels, 3, padding="same", name="scale_raw", dtype="float32")(h)
+        outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(out),
+                   "scale": PositiveScale(cfg.scale_floor, name="scale", dtype="float32")(raw_scale)}
     else:
         outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(out)}
         if cfg.sigma == "learned":

@@ -70,14 +70,12 @@ def make_strategy(name: str, devices=None):
     * ``default``: one device (TensorFlow's default strategy).
     * ``mirrored``: ``MirroredStrategy`` over all local GPUs, or ``devices``
       (e.g. ``["/gpu:0", "/gpu:1"]``); synchronous data parallelism in one process.
-    * ``multiworker``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``. Keras
-      3's ``fit`` cannot run under it with more than one worker (its steps receive
-      ``PerReplica`` values it cannot convert: keras-team/keras#20585, checked here with
-      two workers on loopback), so a ``TF_CONFIG`` naming several workers is refused;
-      one worker runs as ``default``.
+    * ``multiworker``: ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``, any
+      number of workers, trained by the custom loop of ``tfvae.distributed`` (Keras 3
+      ``fit`` cannot run under it: keras-team/keras#20585).
 
     Raises:
-        TfvaeError: unknown name, or devices given without ``mirrored``.
+        TfvaeError: unknown name, devices given without ``mirrored``, a bad ``TF_CONFIG``.
     """
     if name not in STRATEGIES:
         raise TfvaeError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
@@ -86,15 +84,9 @@ def make_strategy(name: str, devices=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
     if name == "multiworker":
-        try:
-            workers = len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", []))
-        except ValueError:
-            raise TfvaeError("TF_CONFIG is not valid JSON") from None
-        if workers > 1:
-            raise TfvaeError(f"--strategy multiworker: TF_CONFIG names {workers} workers, but Keras 3 fit cannot train "
-                             "under MultiWorkerMirroredStrategy with several workers (keras-team/keras#20585); "
-                             "use --strategy mirrored on one machine")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from .distributed import multiworker_strategy
+
+        return multiworker_strategy()
     return tf.distribute.get_strategy()
 
 
@@ -267,6 +259,13 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             ``resume``) a folder that is not an unfinished run.
         TrainingDiverged: the loss became NaN or Inf.
     """
+    multi = strategy == "multiworker"
+    distribution = make_strategy(strategy, devices) if multi else None  # before TensorFlow's first op
+    chief = True
+    if multi:
+        from .distributed import is_chief
+
+        chief = is_chief(distribution)
     if resume:
         from .rundir import read_config
 
@@ -274,6 +273,9 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             raise TfvaeError("--resume needs the run directory")
         run_dir = Path(run_dir)
         cfg = read_config(run_dir)
+        if not chief:  # the other workers read the run's config.json and write nothing
+            resume_learning_rate = None
+    if resume and chief:
         locks.enter_context(folder_lock(run_dir, "train --resume"))
         if (run_dir / "summary.json").is_file():
             raise TfvaeError(f"--resume {run_dir}: the run already finished all {cfg.train.epochs} epochs")
@@ -292,12 +294,15 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     cfg.validate()
     if not resume:
         run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
-        if run_dir.exists():  # checked before the data loads, and again when it is created
+        if run_dir.exists() and chief:  # checked before the data loads, and again when it is created
             raise TfvaeError(f"--run-dir {run_dir} already exists; choose a new --run-dir (runs are never overwritten)")
     if cfg.data.validation_size == 0:
         raise TfvaeError("--validation-size must be at least 1 (validation −ELBO picks the best checkpoint)")
-    distribution = make_strategy(strategy, devices)
+    if distribution is None:
+        distribution = make_strategy(strategy, devices)
     t = cfg.train
+    if multi and (t.jit or t.steps_per_execution != 1):
+        raise TfvaeError("--strategy multiworker runs its own loop, without --jit or --steps-per-execution")
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 
@@ -306,8 +311,17 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
         if data.train_labels is None or not data.class_names:
             raise TfvaeError(f"--model cvae needs labels; dataset {cfg.data.dataset} has none")
         cfg.model.num_classes = len(data.class_names)
+    if resume and data.source and data.source["fingerprint"] != cfg.meta.get("image_folder", {}).get("fingerprint"):
+        raise TfvaeError(f"--resume {run_dir}: the files in {cfg.data.image_dir} changed since the run started "
+                         f"({data.source['files']} decodable files now, {cfg.meta.get('image_folder', {}).get('files')} "
+                         "then); an exact resume needs the same files")
     if not resume:
         cfg.model.image_shape = list(data.image_shape)
+        if data.source:  # an image folder: fix what was inferred, so every later command reads the same
+            cfg.data.image_size = list(data.source["image_size"])
+            cfg.data.channels = int(data.source["channels"])
+            cfg.meta["image_folder"] = {k: data.source[k] for k in (
+                "layout", "files", "skipped_files", "skipped_examples", "fingerprint")}
         cfg.meta.update({
             "class_names": data.class_names,
             "num_train": int(len(data.train)),
@@ -324,11 +338,12 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             "git_commit": _git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
-        run_dir = new_run_dir(run_dir)
-        if created is not None:
-            created.append(run_dir)
-        locks.enter_context(folder_lock(run_dir, "train"))
-        cfg.save(run_dir / "config.json")
+        if chief:
+            run_dir = new_run_dir(run_dir)
+            if created is not None:
+                created.append(run_dir)
+            locks.enter_context(folder_lock(run_dir, "train"))
+            cfg.save(run_dir / "config.json")
         start_epoch, best_so_far = 0, math.inf
         if cfg.model.model == "pca":
             from .pca import fit_run
@@ -338,8 +353,13 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
         if list(data.image_shape) != list(cfg.model.image_shape):
             raise TfvaeError(f"--resume {run_dir}: the data now has shape {data.image_shape}, "
                              f"the run was trained on {tuple(cfg.model.image_shape)}")
-        start_epoch = _completed_epochs(run_dir)
+        start_epoch = _completed_epochs(run_dir) if chief else 0
         best_so_far = math.inf
+    if multi:
+        from .distributed import broadcast_from_chief, check_last_batch
+
+        check_last_batch(len(data.train), t.batch_size, distribution.num_replicas_in_sync)
+        start_epoch = int(broadcast_from_chief(distribution, [], chief, extra=start_epoch))
 
     keras.utils.set_random_seed(t.seed)
     steps_per_epoch = math.ceil(len(data.train) / t.batch_size)
@@ -353,15 +373,30 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
                             iw_samples=t.train_iw_samples, free_bits=t.free_bits, precision=t.precision)
         model.compile(optimizer=make_optimizer(t, steps_per_epoch), jit_compile=bool(t.jit),
                       steps_per_execution=t.steps_per_execution)
-    if start_epoch > 0:
+        if multi:
+            model.optimizer.build(model.trainable_variables)  # its state is restored and broadcast
+    if start_epoch > 0 and chief:
         best_so_far = _truncate_metrics(run_dir / "metrics.csv", start_epoch, model.checkpoint_monitor)
 
     samples = t.train_iw_samples if t.objective == "iwae" else t.mc_samples
-    train_ds = train_pipeline(data.train, t.batch_size, cfg.data.binarization, t.seed,
+
+    def make_train(split=None):
+        return train_pipeline(data.train, t.batch_size, cfg.data.binarization, t.seed,
                               noise_shape=None if m.model == "ae" else (samples, m.latent_dim),
-                              start_epoch=start_epoch, labels=labels, num_classes=m.num_classes)
-    val_ds = heldout_pipeline(data.validation, max(t.batch_size, 500), cfg.data.binarization, cfg.data.binarization_seed,
-                              labels=labels_val, num_classes=m.num_classes)
+                              start_epoch=start_epoch, labels=labels, num_classes=m.num_classes, split=split)
+
+    def make_val():
+        return heldout_pipeline(data.validation, max(t.batch_size, 500), cfg.data.binarization,
+                                cfg.data.binarization_seed, labels=labels_val, num_classes=m.num_classes,
+                                noise_shape=None if m.model == "ae" else (samples, m.latent_dim), noise_seed=t.seed)
+
+    if multi:
+        from .distributed import distribute
+
+        train_ds = distribute(distribution, make_train)
+        val_ds = distribute(distribution, lambda split: split(make_val()))
+    else:
+        train_ds, val_ds = make_train(), make_val()
     timer, nonfinite, interrupt = EpochTimer(len(data.train)), StopOnNonFinite(), GracefulInterrupt()
     ema = EMAForEvaluation() if t.ema_decay > 0 else None
     callbacks = [
@@ -382,9 +417,29 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
         callbacks.insert(-1, keras.callbacks.LambdaCallback(
             on_train_begin=lambda logs: setattr(model.optimizer, "learning_rate", t.learning_rate)))
     start = time.perf_counter()
-    history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds, epochs=t.epochs,
-                        callbacks=callbacks,
-                        verbose=verbose, shuffle=False)  # the pipeline shuffles
+    if multi:
+        from . import distributed
+
+        if not chief:  # only the chief writes: keep the callbacks that write nothing
+            callbacks = [c for c in callbacks if not isinstance(c, (
+                EpochTimer, keras.callbacks.CSVLogger, AtomicCheckpoint, keras.callbacks.BackupAndRestore))]
+        try:
+            history = history_values = distributed.fit(model, distribution, train_ds, val_ds, t.epochs,
+                                                       steps_per_epoch, start_epoch, callbacks, chief,
+                                                       say=print if verbose else None)
+        except tf.errors.OpError as exc:
+            raise TfvaeError(f"--strategy multiworker: another worker stopped answering ({type(exc).__name__}); "
+                             f"restart every worker with: python cli.py train --resume {run_dir} "
+                             f"--strategy multiworker") from None
+        done_epochs = start_epoch + len(history.get("loss", []))
+        history = keras.callbacks.History()
+        history.history = dict(history_values)
+        if done_epochs < t.epochs and nonfinite.where is None and not interrupt.interrupted:
+            interrupt.interrupted, interrupt.signum = True, signal.SIGTERM  # another worker was stopped
+    else:
+        history = model.fit(train_ds, steps_per_epoch=steps_per_epoch, validation_data=val_ds, epochs=t.epochs,
+                            callbacks=callbacks,
+                            verbose=verbose, shuffle=False)  # the pipeline shuffles
     seconds = time.perf_counter() - start
 
     if nonfinite.where is not None:
@@ -393,6 +448,10 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             f"training diverged: the loss became NaN or Inf at epoch {epoch}, step {step}; likely causes: "
             f"--learning-rate {t.learning_rate:g} too high, or a too small likelihood scale (--sigma / scale floor); "
             f"the last good weights are in {run_dir / 'checkpoints'}")
+    if not chief:
+        if interrupt.interrupted:
+            raise Interrupted("this worker stopped with the others; the chief kept the run's backup")
+        return {"run_dir": str(run_dir), "epochs": t.epochs, "worker": "not the chief: wrote nothing"}
     if interrupt.interrupted:
         done = _completed_epochs(run_dir)
         stop = Interrupted(f"interrupted ({'Ctrl-C' if interrupt.signum == signal.SIGINT else 'SIGTERM'}) after "
