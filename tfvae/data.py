@@ -71,12 +71,14 @@ class ImageData:
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
-def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
+def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = False) -> ImageData:
     """Load ``cfg.dataset`` (or ``cfg.idx_dir``) and carve the validation split.
 
     Args:
         cfg: data configuration.
         need_test: raise if the dataset has no test split.
+        announce: say on stderr how many files of an image folder are skipped (training
+            does, once; the other commands read the same folder silently).
 
     Returns:
         :class:`ImageData` with uint8 images.
@@ -90,7 +92,8 @@ def load_dataset(cfg: DataConfig, need_test: bool = False) -> ImageData:
     if cfg.image_dir:
         from .folder import FileImages, scan_folder
 
-        scan = scan_folder(cfg.image_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed)
+        scan = scan_folder(cfg.image_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed,
+                           say=None if announce else (lambda line: None))
         shape = (*scan.image_size, scan.channels)
         train, train_labels = FileImages(scan.train_paths, shape), scan.train_labels
         test, test_labels = FileImages(scan.test_paths, shape), scan.test_labels

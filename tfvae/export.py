@@ -53,7 +53,10 @@ CALIBRATION_DRAWS = 512  # prior draws that calibrate full-integer quantization
 
 def _decoder_outputs(model, z):
     params = model.decoder(z, training=False)
-    return {"images": dist.likelihood_mean(params, model.config.likelihood), **params}
+    # Clipped to [0, 1] (a no-op on the values), which also makes "images" a tensor of its
+    # own: for the Gaussian and the discretized logistic the mean *is* "loc", and a TFLite
+    # signature whose two outputs share one tensor shows only one of the names (LiteRT.js).
+    return {"images": tf.clip_by_value(dist.likelihood_mean(params, model.config.likelihood), 0.0, 1.0), **params}
 
 
 def _decoder_archive(model, batch=None):
@@ -288,6 +291,8 @@ def _model_card(run_dir: Path, cfg, staging: Path, version: int, checkpoint: str
         "dataset": cfg.data.dataset,
         "class_names": cfg.meta.get("class_names", []),
         "image_shape": list(cfg.model.image_shape),
+        "image_size": list(cfg.model.image_shape[:2]),
+        "channels": int(cfg.model.image_shape[2]),
         "latent_dim": cfg.model.latent_dim,
         "likelihood": cfg.model.likelihood,
         "config": cfg.to_dict(),

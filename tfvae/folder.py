@@ -203,7 +203,7 @@ def scan_folder(folder, image_size=None, channels=None, test_fraction: float = 0
     if skipped:
         (say or (lambda s: print(s, file=sys.stderr)))(
             f"{option}: skipping {len(skipped)} of {len(all_paths)} files that do not decode "
-            f"(first: {skipped[0][0]}); the count is recorded in config.json")
+            f"(first: {skipped[0][0]}); the run's config.json records the count (meta.image_folder)")
     n_train = len(train_paths)
     keep_train, keep_test = ok[:n_train], ok[n_train:]
     train_shapes = shapes[:n_train][keep_train]

@@ -306,7 +306,7 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    data = load_dataset(cfg.data)
+    data = load_dataset(cfg.data, announce=chief and not resume)
     if cfg.model.model == "cvae" and not resume:
         if data.train_labels is None or not data.class_names:
             raise TfvaeError(f"--model cvae needs labels; dataset {cfg.data.dataset} has none")

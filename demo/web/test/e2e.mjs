@@ -29,7 +29,7 @@ try {
       return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);
     });
     const std = (px) => {
-      const grey = px.filter((_, i) => i % 4 === 0);
+      const grey = px.filter((_, i) => i % 4 !== 3);  // the R, G and B values (not alpha)
       const mean = grey.reduce((a, b) => a + b, 0) / grey.length;
       return Math.sqrt(grey.reduce((a, b) => a + (b - mean) ** 2, 0) / grey.length);
     };
