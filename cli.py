@@ -339,6 +339,8 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
         from tfvae.distributed import cluster_from_env, multiworker_strategy
 
         cluster_from_env()  # a bad TF_CONFIG fails here, in one line
+        if resume_dir is None and (jit or steps_per_execution != 1):
+            raise TfvaeError("--strategy multiworker runs its own loop, without --jit or --steps-per-execution")
         start_workers = multiworker_strategy
     _quiet_tensorflow(start_workers)
     from tfvae.train import train as run_training

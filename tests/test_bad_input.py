@@ -252,10 +252,11 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
     assert len(cases) >= 25
 
 
-def test_multiworker_with_several_workers_is_refused_plainly(tmp_path):
-    tf_config = json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}})
+def test_multiworker_options_its_loop_does_not_run_are_refused_before_any_worker_starts(tmp_path):
+    tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}})
     idx = make_idx_folder(tmp_path / "idx")
-    result = run_cli("train", "--idx-dir", idx, "--validation-size", 5, "--strategy", "multiworker",
-                     "--run-dir", tmp_path / "run", env={"TF_CONFIG": tf_config})
-    assert_one_line_error(result, "keras-team/keras#20585")
-    assert not (tmp_path / "run").exists()
+    for extra in (["--jit"], ["--steps-per-execution", "4"]):
+        result = run_cli("train", "--idx-dir", idx, "--validation-size", 5, "--strategy", "multiworker", *extra,
+                         "--run-dir", tmp_path / "run", env={"TF_CONFIG": tf_config}, timeout=120)
+        assert_one_line_error(result, "without --jit or --steps-per-execution")
+        assert not (tmp_path / "run").exists()
