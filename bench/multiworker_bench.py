@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -31,25 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _cli import ROOT  # noqa: E402
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def launch(n: int, argv: list, timeout: float = 3600) -> list:
     """Run ``argv`` as workers 0 ... n-1 of a cluster on 127.0.0.1; return their stdouts."""
-    addresses = [f"127.0.0.1:{p}" for p in free_ports(n)]
-    procs = []
-    for i in range(n):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
-                                                      "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen([sys.executable, *map(str, argv)], env=env, cwd=ROOT, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+    from tfvae.distributed import local_tf_configs
+
+    procs = [subprocess.Popen([sys.executable, *map(str, argv)], env={**os.environ, "TF_CONFIG": tf_config}, cwd=ROOT,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             for tf_config in local_tf_configs(n)]
     print(f"$ ({n} workers) {' '.join(map(str, argv))}", flush=True)
     outs = [p.communicate(timeout=timeout)[0] for p in procs]
     codes = [p.returncode for p in procs]

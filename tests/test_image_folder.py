@@ -11,7 +11,7 @@ from conftest import run_cli
 from tfvae.config import DataConfig
 from tfvae.data import load_dataset, train_pipeline
 from tfvae.errors import TfvaeError
-from tfvae.folder import FileImages, decode_fn, parse_image_size, scan_folder
+from tfvae.folder import FileImages, parse_image_size, scan_folder
 
 
 def save(path, array, fmt=None):

@@ -9,7 +9,6 @@ steps an epoch.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,27 +25,16 @@ EPOCHS = 4
 WAIT = 600  # seconds: the bound on any one worker process
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def start_workers(n, args, logs):
     """Start ``python cli.py ARGS`` as workers 0 ... n-1 of one cluster on 127.0.0.1."""
+    from tfvae.distributed import local_tf_configs
+
     logs.mkdir(parents=True, exist_ok=True)
-    addresses = [f"127.0.0.1:{p}" for p in free_ports(n)]
     procs = []
-    for i in range(n):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
-                                                      "task": {"type": "worker", "index": i}})}
+    for i, tf_config in enumerate(local_tf_configs(n)):
         out = open(logs / f"worker{i}.log", "w")
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], env=env, cwd=ROOT,
-                                      stdout=out, stderr=subprocess.STDOUT))
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=ROOT,
+                                      env={**os.environ, "TF_CONFIG": tf_config}, stdout=out, stderr=subprocess.STDOUT))
     return procs
 
 

@@ -66,6 +66,22 @@ def cluster_from_env() -> dict:
     return {"workers": len(workers) + size["chief"], "task_type": kind, "task_index": index}
 
 
+def local_tf_configs(n: int) -> list:
+    """``TF_CONFIG`` JSON strings for workers 0 ... n-1 of a cluster on 127.0.0.1 (free
+    ports picked by binding port 0), for tests and benchmarks on one machine."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}) for i in range(n)]
+
+
 def multiworker_strategy():
     """The process's ``MultiWorkerMirroredStrategy`` (created once, from ``TF_CONFIG``).
 
