@@ -58,6 +58,8 @@ def colour_export_dir(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-2000:]
     result = run_cli("export", run, "--name", "colour", "--out", root / "exported", "--tflite")
     assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads(next((root / "exported" / "colour" / "tflite").glob("*/model_card.json")).read_text())
+    assert card["image_size"] == [16, 16] and card["channels"] == 3 and card["class_names"] == []
     return root / "exported" / "colour"
 
 
