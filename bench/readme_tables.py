@@ -305,7 +305,7 @@ def render_input_bench() -> str:
     out = [f"Machine: {_machine(record)}. One epoch of `train_pipeline` (batch {f['batch']}, dynamic "
            "binarization, noise), each reader in a fresh process; the scan decodes every file once "
            "before training.", "",
-           "| reader | images/s | scan (s) | peak RSS (MB) |", "| --- | --- | --- | --- |"]
+           "| reader | images/s | scan (s) | peak RSS after TensorFlow's start-up (MB) |", "| --- | --- | --- | --- |"]
     for label, r in rows:
         out.append(f"| {label} | {r['images_per_second']:,.0f} | {r['scan_seconds']:.1f} | {r['peak_rss_mb']:,.0f} |")
     train = f["train_default_model"]["images_per_second"]
