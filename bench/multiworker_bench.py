@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     for n in (1, 2):
         launch(n, [*train, "--run-dir", work / f"workers{n}"])
         rates = epoch_rates(work / f"workers{n}")
-        steady = sorted(rates[1:])[len(rates[1:]) // 2] if len(rates) > 1 else rates[0]
+        steady = statistics.median(rates[1:] or rates)
         figures["workers"][str(n)] = {"train_images_per_second_per_epoch": rates,
                                       "train_images_per_second": steady}
     config = json.loads((work / "workers1" / "config.json").read_text())
