@@ -336,11 +336,11 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
         cfg.resolved().validate()  # fail on bad options before TensorFlow starts
     start_workers = None
     if strategy == "multiworker":
-        from tfvae.distributed import cluster_from_env, multiworker_strategy
+        from tfvae.distributed import cluster_from_env, multiworker_strategy, refuse_unsupported
 
         cluster_from_env()  # a bad TF_CONFIG fails here, in one line
-        if resume_dir is None and (jit or steps_per_execution != 1):
-            raise TfvaeError("--strategy multiworker runs its own loop, without --jit or --steps-per-execution")
+        if resume_dir is None:  # before this worker waits for the others
+            refuse_unsupported(jit, steps_per_execution)
         start_workers = multiworker_strategy
     _quiet_tensorflow(start_workers)
     from tfvae.train import train as run_training

@@ -105,13 +105,28 @@ def multiworker_strategy():
 
 def is_chief(strategy) -> bool:
     """True for the worker that writes files: the ``chief`` task, else worker 0."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    return _worker_rank(strategy) == 0
+
+
+def refuse_unsupported(jit: bool, steps_per_execution: int) -> None:
+    """The multi-worker loop runs one step per call, without XLA.
+
+    Raises:
+        TfvaeError: ``jit`` set or ``steps_per_execution`` other than 1.
+    """
+    if jit or steps_per_execution != 1:
+        raise TfvaeError("--strategy multiworker runs its own loop, without --jit or --steps-per-execution")
+
+
+def sum_over_workers(strategy, values) -> np.ndarray:
+    """The element-wise sum over the workers of a float64 array that each worker holds
+    (one all-reduce; each worker's replicas send its copy once between them)."""
+    import tensorflow as tf
+
+    values = np.asarray(values, np.float64)
+    per_replica = strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(values))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()
+    return total / max(1, strategy.num_replicas_in_sync // cluster_from_env()["workers"])
 
 
 def distribute(strategy, make_global_batches):
@@ -159,18 +174,12 @@ def broadcast_from_chief(strategy, variables, chief: bool, extra: float = 0.0) -
     Returns:
         The chief's ``extra``.
     """
-    import tensorflow as tf
-
     parts = [np.asarray(v.numpy(), np.float64).ravel() for v in variables]
     flat = np.concatenate(parts + [np.asarray([extra], np.float64)]) * (1.0 if chief else 0.0)
-    value = strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(flat))
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy()
-    replicas_here = max(1, strategy.num_replicas_in_sync // max(1, cluster_from_env()["workers"]))
-    total = total / replicas_here  # each of a worker's replicas contributed its copy
+    total = sum_over_workers(strategy, flat)
     start = 0
     for var, part in zip(variables, parts):
-        var.assign(total[start:start + part.size].reshape(var.shape).astype(var.dtype.name if hasattr(
-            var.dtype, "name") else var.dtype))
+        var.assign(total[start:start + part.size].reshape(var.shape).astype(np.dtype(getattr(var.dtype, "as_numpy_dtype", var.dtype))))
         start += part.size
     return float(total[-1])
 
@@ -187,7 +196,7 @@ def state_variables(model) -> list:
 
 
 def fit(model, strategy, train_data, val_data, epochs: int, steps_per_epoch: int, initial_epoch: int,
-        callbacks, chief: bool, say=print) -> dict:
+        callbacks, chief: bool, say=print):
     """Train ``model`` under ``strategy`` for epochs ``initial_epoch`` ... ``epochs - 1``.
 
     Args:
@@ -204,7 +213,8 @@ def fit(model, strategy, train_data, val_data, epochs: int, steps_per_epoch: int
     the epoch's end.
 
     Returns:
-        History: metric name -> list of per-epoch values.
+        ``keras.callbacks.History`` whose ``history`` maps each metric to its per-epoch
+        values (as ``fit`` returns).
     """
     import keras
     import tensorflow as tf
@@ -229,11 +239,6 @@ def fit(model, strategy, train_data, val_data, epochs: int, steps_per_epoch: int
     def val_step(batch):
         out = strategy.run(lambda b: global_means(model.evaluate_step(b), b), args=(batch,))
         return strategy.experimental_local_results(out)[0]
-
-    @tf.function
-    def any_worker(flag):
-        value = strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(flag, tf.float32))
-        return strategy.reduce(sum_, value, axis=None)
 
     cbs = keras.callbacks.CallbackList(callbacks, model=model)
     history = {}
@@ -268,11 +273,13 @@ def fit(model, strategy, train_data, val_data, epochs: int, steps_per_epoch: int
         cbs.on_epoch_end(epoch, logs)
         for key, value in logs.items():
             history.setdefault(key, []).append(value)
-        if any_worker(1.0 if model.stop_training else 0.0).numpy() > 0:
+        if sum_over_workers(strategy, [float(model.stop_training)])[0] > 0:
             model.stop_training = True
             break
     cbs.on_train_end(logs)
-    return history
+    out = keras.callbacks.History()
+    out.history = history
+    return out
 
 
 def check_last_batch(n: int, batch_size: int, replicas: int) -> None:
@@ -305,8 +312,6 @@ def evaluate_sharded(strategy, evaluate_block, n: int, block: int, widths: dict)
     Returns:
         key -> float64 array [n, *widths[key]].
     """
-    import tensorflow as tf
-
     workers, me = cluster_from_env()["workers"], _worker_rank(strategy)
     keys = sorted(widths)
     sizes = {k: int(np.prod(widths[k], dtype=np.int64)) for k in keys}
@@ -320,9 +325,7 @@ def evaluate_sharded(strategy, evaluate_block, n: int, block: int, widths: dict)
         for k in keys:
             a = np.asarray(arrays[k], np.float64).reshape(stop - start, sizes[k])
             flat[offsets[k] + start * sizes[k]: offsets[k] + stop * sizes[k]] = a.ravel()
-    value = strategy.experimental_distribute_values_from_function(lambda ctx: tf.constant(flat))
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None).numpy()
-    total = total / max(1, strategy.num_replicas_in_sync // workers)  # a worker's replicas each sent its copy
+    total = sum_over_workers(strategy, flat)
     return {k: total[offsets[k]: offsets[k] + n * sizes[k]].reshape((n, *widths[k])) for k in keys}
 
 

@@ -301,8 +301,10 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     if distribution is None:
         distribution = make_strategy(strategy, devices)
     t = cfg.train
-    if multi and (t.jit or t.steps_per_execution != 1):
-        raise TfvaeError("--strategy multiworker runs its own loop, without --jit or --steps-per-execution")
+    if multi:
+        from .distributed import refuse_unsupported
+
+        refuse_unsupported(t.jit, t.steps_per_execution)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 
@@ -424,16 +426,13 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             callbacks = [c for c in callbacks if not isinstance(c, (
                 EpochTimer, keras.callbacks.CSVLogger, AtomicCheckpoint, keras.callbacks.BackupAndRestore))]
         try:
-            history = history_values = distributed.fit(model, distribution, train_ds, val_ds, t.epochs,
-                                                       steps_per_epoch, start_epoch, callbacks, chief,
-                                                       say=print if verbose else None)
+            history = distributed.fit(model, distribution, train_ds, val_ds, t.epochs, steps_per_epoch, start_epoch,
+                                      callbacks, chief, say=print if verbose else None)
         except tf.errors.OpError as exc:
             raise TfvaeError(f"--strategy multiworker: another worker stopped answering ({type(exc).__name__}); "
                              f"restart every worker with: python cli.py train --resume {run_dir} "
                              f"--strategy multiworker") from None
-        done_epochs = start_epoch + len(history.get("loss", []))
-        history = keras.callbacks.History()
-        history.history = dict(history_values)
+        done_epochs = start_epoch + len(history.history.get("loss", []))
         if done_epochs < t.epochs and nonfinite.where is None and not interrupt.interrupted:
             interrupt.interrupted, interrupt.signum = True, signal.SIGTERM  # another worker was stopped
     else:
