@@ -136,6 +136,28 @@ class Finite(click.FloatRange):
         return super().convert(rv, param, ctx)
 
 
+def _latest_run_dir(ctx, param, value):
+    """RUN_DIR when given; otherwise the latest finished run under runs/, said on the first line."""
+    if value is not None or ctx.resilient_parsing:
+        return value
+    from tfvae.latest import latest_run
+
+    run = latest_run()
+    click.echo(f"using {run}, the latest finished run")
+    return str(run)
+
+
+def _latest_export_dir(value, need="tflite/*/decoder*.tflite"):
+    if value is not None:
+        return value
+    from tfvae.latest import latest_export
+
+    export = latest_export(need=need)
+    click.echo(f"using {export}, the newest export")
+    return str(export)
+
+
+RUN_DIR_ARGUMENT = click.argument("run_dir", type=click.Path(), required=False, callback=_latest_run_dir)
 SEED = click.IntRange(0, 2 ** 32 - 1)
 COUNT = click.IntRange(min=1)
 
@@ -167,15 +189,18 @@ def cli():
 
     \b
     python cli.py train --dataset mnist        train, write runs/<name>/ (--resume RUN_DIR continues one)
-    python cli.py evaluate RUN_DIR             test NLL (importance-weighted), −ELBO, active units
+    python cli.py evaluate [RUN_DIR]           test NLL (importance-weighted), −ELBO, active units
     python cli.py train --model ae|cvae|pca    the lectures' model family (--objective iwae, --beta, --prior)
-    python cli.py sample RUN_DIR --out s.png   draw from the prior (--label for a cvae)
-    python cli.py traverse RUN_DIR             latent traversal (one dimension sweeps)
+    python cli.py sample [RUN_DIR] --out s.png draw from the prior (--label for a cvae)
+    python cli.py traverse [RUN_DIR]           latent traversal (one dimension sweeps)
     python cli.py compare RUN_DIR ...          one table: NLL, −ELBO, reconstruction, sample quality
-    python cli.py interpolate|latent|classify|anomaly|inpaint RUN_DIR ...   use the latent space
-    python cli.py export RUN_DIR --tflite      SavedModels (TF Serving) and TFLite decoders
-    python cli.py generate EXPORT_DIR          on-device generation with LiteRT, no TensorFlow
-    python cli.py demo EXPORT_DIR              browser demo (LiteRT.js) on 127.0.0.1
+    python cli.py interpolate|latent|classify|anomaly|inpaint [RUN_DIR] ...   use the latent space
+    python cli.py export [RUN_DIR] --tflite    SavedModels (TF Serving), TFLite decoders (--onnx: ONNX)
+    python cli.py generate [EXPORT_DIR]        on-device generation with LiteRT or onnxruntime, no TensorFlow
+    python cli.py demo [EXPORT_DIR]            browser demo (LiteRT.js) on 127.0.0.1
+
+    Without RUN_DIR a command uses the latest finished run under runs/; without EXPORT_DIR,
+    the newest export under exported/ (exported/mnist, a pretrained MNIST model, ships with tfvae).
     """
 
 
@@ -259,6 +284,8 @@ def cli():
 @click.option("--devices", default=None, help="Comma-separated devices for --strategy mirrored, e.g. /gpu:0,/gpu:1.")
 @click.option("--run-dir", type=click.Path(), default=None,
               help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True,
+              help="Write TensorBoard logs to RUN_DIR/tensorboard (view with: tensorboard --logdir runs).")
 @click.option("--resume", "resume_dir", type=click.Path(), default=None,
               help="Continue the interrupted run in this folder from its last completed epoch, with its own "
                    "config.json; only --learning-rate (e.g. lower, after a divergence), --strategy, --devices "
@@ -268,15 +295,17 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
           latent_dim, likelihood, sigma, hidden_units, conv_filters, prior, prior_components, objective,
           train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
           mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
-          resume_dir):
+          tensorboard, resume_dir):
     """Train a VAE and write a run directory (or continue one with --resume).
 
     Ctrl-C or SIGTERM stops after the current epoch's checkpoint and backup (exit 130 or
     143; continue with --resume); a second signal stops at once. A loss that becomes NaN or Inf stops training with
     exit status 3, keeping the last good checkpoint. The run directory holds config.json, checkpoints/ (best and last weights),
     metrics.csv (a row per epoch: −ELBO, reconstruction and KL in nats per image, for
-    train and validation), summary.json and figures/ (reconstructions.png,
-    samples.png, loss.png).
+    train and validation), summary.json, figures/ (reconstructions.png, samples.png,
+    loss.png: rewritten every epoch, the final ones from the best checkpoint) and
+    tensorboard/ (tensorboard --logdir runs). Without a terminal (a pipe, a CI log) it
+    prints one line per epoch instead of a progress bar.
     """
     values = dict(locals())
     from click.core import ParameterSource
@@ -323,10 +352,12 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
         ctx = click.get_current_context()
         given = [p.opts[0] for p in ctx.command.params
                  if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
-                 and p.name not in ("resume_dir", "learning_rate", "strategy", "devices", "deterministic")]
+                 and p.name not in ("resume_dir", "learning_rate", "strategy", "devices", "deterministic",
+                                    "tensorboard")]
         if given:
             raise TfvaeError(f"--resume continues the run with its own config.json; only --learning-rate, "
-                             f"--strategy, --devices and --deterministic may be given with it, not {', '.join(given)}")
+                             f"--strategy, --devices, --deterministic and --no-tensorboard may be given with it, "
+                             f"not {', '.join(given)}")
         if ctx.get_parameter_source("learning_rate") == ParameterSource.COMMANDLINE:
             if not learning_rate > 0:
                 raise TfvaeError(f"--learning-rate must be positive, got {learning_rate!r}")
@@ -347,7 +378,8 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
 
     summary = run_training(cfg, resume_dir or run_dir, command_line=" ".join(["python", "cli.py"] + sys.argv[1:]),
                            resume=resume_dir is not None, strategy=strategy, devices=device_list,
-                           deterministic=deterministic, resume_learning_rate=resume_learning_rate)
+                           deterministic=deterministic, resume_learning_rate=resume_learning_rate,
+                           tensorboard=tensorboard)
     if "worker" in summary:
         click.echo(f"worker finished; the chief wrote {summary['run_dir']}")
         return
@@ -365,7 +397,7 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--iw-samples", "-k", type=click.IntRange(1, 1000000), default=1000, show_default=True,
               help="Importance samples K per image for the NLL (Burda et al. 2015).")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Evaluate the first N test images only.")
@@ -414,7 +446,7 @@ def _is_chief_process() -> bool:
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("-n", "num", type=click.IntRange(1, 10000), default=64, show_default=True, help="Number of samples.")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True, help="PNG file to write.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the prior draws.")
@@ -443,21 +475,26 @@ def sample(run_dir, num, out, seed, checkpoint, force, label, source):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--name", default=None, help="Export name. [default: the run directory's name]")
 @click.option("--out", "out_root", type=click.Path(file_okay=False), default="exported", show_default=True,
               help="Export root.")
 @click.option("--tflite", is_flag=True, help="Also write TFLite decoders (dynamic batch and batch 1).")
 @click.option("--quantize", multiple=True, type=click.Choice(["float16", "dynamic", "int8"]),
               help="Add a quantized TFLite decoder (repeatable); needs --tflite.")
+@click.option("--browser-weights", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Weights of decoder_b1.tflite, the browser demo's decoder (float16: half the download); "
+                   "needs --tflite.")
+@click.option("--onnx", is_flag=True, help="Also write ONNX decoder and encoder (tf2onnx, opset 17) for onnxruntime.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
-def export(run_dir, name, out_root, tflite, quantize, checkpoint):
-    """Export RUN_DIR's decoder and encoder as a new version.
+def export(run_dir, name, out_root, tflite, quantize, browser_weights, onnx, checkpoint):
+    """Export RUN_DIR's decoder and encoder as a new version (RUN_DIR: the latest finished run).
 
     \b
     OUT/NAME/decoder/<v>/   SavedModel (TF Serving: model base path OUT/NAME/decoder)
     OUT/NAME/encoder/<v>/   SavedModel
-    OUT/NAME/tflite/<v>/    decoder*.tflite, model_card.json
+    OUT/NAME/tflite/<v>/    decoder*.tflite, model_card.json (every file's size and SHA-256)
+    OUT/NAME/onnx/<v>/      decoder.onnx, encoder.onnx (--onnx)
 
     Versions are never overwritten: each export adds the next number.
     """
@@ -468,37 +505,46 @@ def export(run_dir, name, out_root, tflite, quantize, checkpoint):
         raise TfvaeError(f"export writes unconditional decoders: --model vae or ae, not {kind}")
     if quantize and not tflite:
         raise TfvaeError("--quantize needs --tflite")
+    if browser_weights != "float32" and not tflite:
+        raise TfvaeError("--browser-weights needs --tflite")
     _quiet_tensorflow()
     from tfvae.export import export_run
 
-    card = export_run(run_dir, out_root=out_root, name=name, tflite=tflite, quantize=quantize, checkpoint=checkpoint)
+    card = export_run(run_dir, out_root=out_root, name=name, tflite=tflite, quantize=quantize, checkpoint=checkpoint,
+                      onnx=onnx, browser_weights=browser_weights)
     click.echo(f"exported version {card['version']} to {card['export_dir']}")
     for f in card["files"]:
-        if f["path"].endswith(".tflite") or f["path"].endswith("saved_model.pb"):
+        if f["path"].endswith((".tflite", ".onnx", "saved_model.pb")):
             click.echo(f"  {f['path']:<40} {f['bytes']:>10,d} bytes")
 
 
 @cli.command()
-@click.argument("export_dir", type=click.Path())
+@click.argument("export_dir", type=click.Path(), required=False)
 @click.option("-n", "num", type=click.IntRange(1, 10000), default=16, show_default=True, help="Number of images.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of z ~ N(0, I) (numpy).")
-@click.option("--variant", default="float32", show_default=True,
-              help="float32, float16, dynamic or int8 (the quantized ones must have been exported).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of z ~ p(z) (numpy).")
+@click.option("--runtime", type=click.Choice(["litert", "onnx"]), default="litert", show_default=True,
+              help="litert: the TFLite decoder (ai-edge-litert); onnx: decoder.onnx with onnxruntime (float32).")
+@click.option("--variant", default="auto", show_default=True,
+              help="LiteRT decoder: float32, float16, dynamic or int8 (the quantized ones must have been exported); "
+                   "auto: the first of these the export holds.")
 @click.option("--out", type=click.Path(dir_okay=False), default="grid.png", show_default=True, help="PNG file to write.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
-def generate(export_dir, num, seed, variant, out, force):
-    """Generate images on-device style: LiteRT + numpy, no TensorFlow.
+def generate(export_dir, num, seed, runtime, variant, out, force):
+    """Generate images on-device style: LiteRT or onnxruntime + numpy, no TensorFlow.
 
-    Reads EXPORT_DIR/tflite/<latest>/decoder[_VARIANT].tflite after checking every file of
-    the version against the SHA-256 in its model card and the decoder's shapes against the card.
+    Reads EXPORT_DIR/tflite/<latest>/decoder[_VARIANT].tflite (or onnx/<latest>/decoder.onnx)
+    after checking every file of the version against the SHA-256 in its model card and the
+    decoder's shapes against the card. EXPORT_DIR: the newest export under exported/.
     """
     from tfvae.lite import save_generated
 
-    click.echo(f"written: {save_generated(export_dir, num, out, seed=seed, variant=variant, force=force)}")
+    export_dir = _latest_export_dir(export_dir, "onnx/*/decoder.onnx" if runtime == "onnx" else "tflite/*/decoder*.tflite")
+    path, used = save_generated(export_dir, num, out, seed=seed, variant=variant, force=force, runtime=runtime)
+    click.echo(f"written: {path} ({used['runtime']}, {Path(used['file']).name})")
 
 
 @cli.command()
-@click.argument("export_dir", type=click.Path())
+@click.argument("export_dir", type=click.Path(), required=False)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 def demo(export_dir, port):
     """Serve the browser demo (LiteRT.js + decoder_b1.tflite) on 127.0.0.1 only.
@@ -506,9 +552,11 @@ def demo(export_dir, port):
     Serves only the demo's own files (no path leaves its route's folder) to requests whose
     Host is 127.0.0.1 or localhost; the export is verified against its model card first.
     Needs LiteRT.js installed once: (cd demo/web && npm ci). Stop with Ctrl-C.
+    EXPORT_DIR: the newest export under exported/ with a batch-1 decoder.
     """
     from tfvae.demo import make_server
 
+    export_dir = _latest_export_dir(export_dir, "tflite/*/decoder_b1.tflite")
     server = make_server(export_dir, port)
     click.echo(f"serving the tfvae demo on http://127.0.0.1:{server.server_address[1]}/  (Ctrl-C stops)")
     sys.stdout.flush()
@@ -538,7 +586,7 @@ def _run_command_prelude(run_dir, models=("vae", "ae")):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--from", "start", type=click.IntRange(min=0), required=True, help="Index of the first test image.")
 @click.option("--to", "end", type=click.IntRange(min=0), required=True, help="Index of the last test image.")
 @click.option("--steps", type=click.IntRange(2, 1000), default=10, show_default=True, help="Decoded points on the path (≥ 2).")
@@ -557,7 +605,7 @@ def interpolate(run_dir, start, end, steps, method, analogy, out):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--tsne", is_flag=True, help="Also a t-SNE map (scikit-learn; slower).")
 @click.option("--grid", type=click.IntRange(2, 200), default=20, show_default=True, help="Manifold grid size for a 2-D latent.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder. [default: RUN_DIR/figures]")
@@ -585,7 +633,7 @@ def _label_counts(ctx, param, value):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--labels", callback=_label_counts, default="100,1000,all", show_default=True,
               help="Labelled training images per experiment, comma-separated, or 'all'.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=5, show_default=True,
@@ -602,7 +650,7 @@ def classify(run_dir, labels, seeds, out):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--ood", default=None, help="Score this TFDS dataset's test split against the run's test split "
                                           "(the run's own dataset: its validation split).")
 @click.option("--corrupt", "corruption", type=click.Choice(["noise", "blank", "invert"]), default=None,
@@ -628,7 +676,7 @@ def anomaly(run_dir, ood, corruption, iw_samples, max_examples, data_dir, out):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--mask", "mask_spec", default="bottom", show_default=True,
               help="Missing pixels: top, bottom, left, right (half the image) or random:P.")
 @click.option("-n", "num", type=click.IntRange(1, 10000), default=8, show_default=True, help="Test images to complete.")
@@ -649,7 +697,7 @@ def inpaint(run_dir, mask_spec, num, steps, out):
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@RUN_DIR_ARGUMENT
 @click.option("--dims", type=click.IntRange(1, 4096), default=10, show_default=True, help="Latent dimensions shown (largest KL first).")
 @click.option("--steps", type=click.IntRange(2, 1000), default=9, show_default=True, help="Values in each sweep (≥ 2).")
 @click.option("--limit", type=Finite(min=0, min_open=True, max=1000), default=3.0, show_default=True, help="Sweep z_d from −LIMIT to LIMIT.")

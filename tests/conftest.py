@@ -69,7 +69,7 @@ def run_dir(tmp_path_factory, tfds_dir):
 @pytest.fixture(scope="session")
 def export_dir(run_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("exported")
-    result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite",
+    result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite", "--onnx",
                      "--quantize", "float16", "--quantize", "dynamic", "--quantize", "int8")
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "m"

@@ -35,7 +35,23 @@ def trained_run(tmp_path_factory, tfds_dir):
     result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 1000, "--validation-size", 500,
                      "--epochs", 2, "--batch-size", 100, "--latent-dim", 8, "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir.parent / "train_stdout.txt").write_text(result.stdout)
     return run_dir
+
+
+@pytest.mark.slow
+def test_training_into_a_pipe_prints_one_line_per_epoch(trained_run):
+    """Standard output is a pipe here (as in CI logs or nohup): no progress bar, one line per epoch."""
+    out = (trained_run.parent / "train_stdout.txt").read_text()
+    assert "\r" not in out and "━" not in out and "[====" not in out, out[:500]
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], out
+    import csv
+
+    with open(trained_run / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for line, row in zip(lines, rows):
+        assert f"validation −ELBO {float(row['val_neg_elbo']):.2f}" in line, (line, row)
 
 
 @pytest.mark.slow

@@ -63,9 +63,12 @@ def colour_export_dir(tmp_path_factory):
     return root / "exported" / "colour"
 
 
-@pytest.fixture(params=["grey", "colour"])
+@pytest.fixture(params=["shipped", "colour"])
 def demo_export(request):
-    return request.getfixturevalue("export_dir" if request.param == "grey" else "colour_export_dir")
+    """The shipped exported/mnist (grey, float16 browser weights) and a colour float32 export."""
+    if request.param == "shipped":
+        return ROOT / "exported" / "mnist"
+    return request.getfixturevalue("colour_export_dir")
 
 
 @pytest.fixture()
@@ -82,7 +85,7 @@ def demo_server(demo_export, browser_tools):
 
 @pytest.mark.slow
 def test_browser_demo_matches_python_litert(demo_server, demo_export, tmp_path):
-    """Grey (MNIST) and colour (16×16×3) decoders: the canvas shows Python's pixels."""
+    """Grey (the shipped MNIST export) and colour (16×16×3) decoders: the canvas shows Python's pixels."""
     from tfvae.lite import decode, load_decoder, read_card, tflite_dir
 
     url, _ = demo_server

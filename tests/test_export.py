@@ -24,6 +24,7 @@ def tree_digest(folder):
 
 def test_layout_and_new_versions_never_overwrite(run_dir, export_dir):
     for path in ("decoder/1/saved_model.pb", "encoder/1/saved_model.pb", "tflite/1/decoder.tflite",
+                 "onnx/1/decoder.onnx", "onnx/1/encoder.onnx",
                  "tflite/1/decoder_b1.tflite", "tflite/1/decoder_float16.tflite", "tflite/1/decoder_dynamic.tflite",
                  "tflite/1/decoder_int8.tflite", "tflite/1/model_card.json"):
         assert (export_dir / path).is_file(), path
@@ -109,6 +110,55 @@ def test_tflite_parity_with_the_saved_model(export_dir):
     assert errors["decoder"][0] <= 1e-5 and errors["decoder_b1"][0] <= 1e-5
     assert errors["decoder_float16"][0] <= 1e-2
     assert errors["decoder_dynamic"][1] <= 0.05 and errors["decoder_int8"][1] <= 0.05
+
+
+def test_onnx_parity_with_the_saved_model(export_dir):
+    """tf2onnx's decoder and encoder, run by onnxruntime, reproduce the SavedModels."""
+    import onnxruntime as ort
+
+    from tfvae.onnx_runtime import onnx_session, run_decoder
+
+    z = prior_draws()
+    saved = tf.saved_model.load(str(export_dir / "decoder" / "1")).signatures["serving_default"](z=tf.constant(z))
+    session = onnx_session(export_dir / "onnx" / "1" / "decoder.onnx")
+    images = run_decoder(session, z)
+    print("max |ONNX − SavedModel| images:", float(np.abs(images - saved["images"].numpy()).max()))
+    assert images.shape == (256, 28, 28, 1)
+    np.testing.assert_allclose(images, saved["images"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(run_decoder(session, z, "logits"), saved["logits"].numpy(), atol=1e-4, rtol=1e-5)
+    x = (np.random.default_rng(3).uniform(size=(16, 28, 28, 1)) > 0.7).astype(np.float32)
+    encoder = ort.InferenceSession(str(export_dir / "onnx" / "1" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    mean, scale = encoder.run(["mean", "scale"], {"images": x})
+    ref = tf.saved_model.load(str(export_dir / "encoder" / "1")).signatures["serving_default"](images=tf.constant(x))
+    np.testing.assert_allclose(mean, ref["mean"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(scale, ref["scale"].numpy(), atol=1e-5, rtol=1e-5)
+    card = json.loads((export_dir / "tflite/1/model_card.json").read_text())
+    files = {f["path"]: f for f in card["files"]}
+    data = (export_dir / "onnx/1/decoder.onnx").read_bytes()
+    assert files["onnx/1/decoder.onnx"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_generate_with_onnxruntime_without_tensorflow(export_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['cli.py', 'generate', {str(export_dir)!r}, '-n', '9', '--runtime', 'onnx', '--out', {str(out)!r}]\n"
+        "try:\n    runpy.run_path('cli.py', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'tensorflow' not in sys.modules, 'generate imported tensorflow'\n"
+        "print('no tensorflow')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no tensorflow" in result.stdout and "onnxruntime, decoder.onnx" in result.stdout
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    from tfvae.lite import generate
+
+    litert, _ = generate(export_dir, 9, seed=0, variant="float32")
+    onnx, card = generate(export_dir, 9, seed=0, runtime="onnx")
+    assert card["used"]["runtime"] == "onnxruntime"
+    np.testing.assert_allclose(onnx, litert, atol=1e-5)  # the same z, the same float32 decoder
+    assert_one_line_error(run_cli("generate", export_dir, "--runtime", "onnx", "--variant", "int8", "--out",
+                                  tmp_path / "b.png"), "--runtime onnx")
 
 
 def test_generate_uses_litert_without_tensorflow(export_dir, tmp_path):

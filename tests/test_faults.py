@@ -203,6 +203,10 @@ def test_ctrl_c_or_sigterm_stops_after_the_epoch_backup_and_resume_finishes(tmp_
     done = json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"]
     assert 1 <= done < 4 and len(metric_rows(run_dir)) == done
     assert (run_dir / "checkpoints" / "last.weights.h5").is_file()
+    # The pictures of the epochs done so far are there, whole (written atomically every epoch).
+    for figure in ("samples.png", "reconstructions.png", "loss.png"):
+        assert (run_dir / "figures" / figure).read_bytes()[:4] == b"\x89PNG", figure
+    assert not list((run_dir / "figures").glob(".*tmp*"))
     result = run_cli("train", "--resume", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [int(r["epoch"]) for r in metric_rows(run_dir)] == [0, 1, 2, 3]

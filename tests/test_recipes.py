@@ -165,6 +165,13 @@ def test_learned_prior_is_exported_with_the_decoder(tmp_path):
     c = np.searchsorted(cdf, u, side="right")
     np.testing.assert_allclose(out["z"].numpy(), loc[c] + scale[c] * eps, rtol=1e-5, atol=1e-5)
     assert len(convert_tflite(tmp_path / "decoder")) > 1000  # builtin ops only
+    from tfvae.export import convert_onnx
+    from tfvae.onnx_runtime import onnx_session, run_decoder
+
+    convert_onnx(tmp_path / "decoder", tmp_path / "decoder.onnx", "z")
+    draws = draw_prior({"latent_dim": 3, "prior": prior_card(model)}, 256, seed=1)  # z from the learned prior
+    reference = loaded.signatures["serving_default"](z=tf.constant(draws))["images"].numpy()
+    np.testing.assert_allclose(run_decoder(onnx_session(tmp_path / "decoder.onnx"), draws), reference, atol=1e-5)
     card = {"latent_dim": 3, "prior": prior_card(model)}
     assert card["prior"]["kind"] == "mog" and sum(card["prior"]["weights"]) == pytest.approx(1.0)
     z = draw_prior(card, 4000, seed=0)

@@ -5,6 +5,8 @@
       encoder/<v>/       SavedModel
       tflite/<v>/        decoder.tflite (float32, dynamic batch), decoder_b1.tflite (batch 1),
                          decoder_<quantization>.tflite, model_card.json
+      onnx/<v>/          decoder.onnx, encoder.onnx (``--onnx``: tf2onnx from the SavedModels'
+                         ``serving_default``, for onnxruntime and other runtimes outside TensorFlow)
 
 Signatures (every graph is tensor in, tensor out; randomness stays outside, as an input):
 
@@ -19,7 +21,7 @@ Signatures (every graph is tensor in, tensor out; randomness stays outside, as a
   ``scale`` of q(z|x), each [B, D].
 
 A version is staged in a hidden folder under exported/NAME and renamed into place, each
-component last-to-first (tflite, encoder, decoder), so an interrupted export leaves no
+component last-to-first (onnx, tflite, encoder, decoder), so an interrupted export leaves no
 half-written version folder; the next export takes the next free number.
 """
 
@@ -47,7 +49,8 @@ from .quiet import native_output_silenced
 from .rundir import load_model
 
 QUANTIZATIONS = ("float16", "dynamic", "int8")
-COMPONENTS = ("tflite", "encoder", "decoder")  # renamed into place in this order
+COMPONENTS = ("onnx", "tflite", "encoder", "decoder")  # renamed into place in this order
+ONNX_OPSET = 17
 CALIBRATION_DRAWS = 512  # prior draws that calibrate full-integer quantization
 
 
@@ -161,6 +164,44 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, 
         return converter.convert()
 
 
+def convert_onnx(saved_model_dir, out_path, input_name: str, opset: int = ONNX_OPSET) -> int:
+    """Convert a SavedModel's ``serving_default`` signature to ONNX with tf2onnx.
+
+    The ONNX graph has the signature's input (``z`` [B, D] for the decoder, ``images``
+    [B, H, W, C] for the encoder; float32, batch dynamic) and outputs, under the same names.
+
+    Args:
+        saved_model_dir: an exported decoder or encoder SavedModel.
+        out_path: the ``.onnx`` file to write.
+        input_name: the signature's single input.
+        opset: the ONNX opset (17: onnxruntime 1.12 and later).
+
+    Returns:
+        The file's size in bytes.
+
+    Raises:
+        TfvaeError: tf2onnx is not installed.
+    """
+    try:
+        import tf2onnx
+    except ImportError:
+        raise TfvaeError("--onnx needs tf2onnx and onnx: pip install -r requirements.txt") from None
+    import logging
+
+    loaded = tf.saved_model.load(str(saved_model_dir))  # held: the signature refers to its variables
+    spec = loaded.signatures["serving_default"].structured_input_signature[1][input_name]
+
+    @tf.function
+    def serve(x):
+        return loaded.signatures["serving_default"](**{input_name: x})
+
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    with native_output_silenced(fds=(1, 2)):
+        tf2onnx.convert.from_function(serve, input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=input_name)],
+                                      opset=opset, output_path=str(out_path))
+    return Path(out_path).stat().st_size
+
+
 def next_version(export_dir: Path) -> int:
     """1 + the highest integer version of any component (1 for a new export)."""
     versions = [int(p.name) for c in COMPONENTS if (export_dir / c).is_dir()
@@ -173,7 +214,8 @@ def _file_table(root: Path, prefix: str):
             for p in sorted(root.rglob("*")) if p.is_file()]
 
 
-def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(), checkpoint="best") -> dict:
+def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(), checkpoint="best",
+               onnx=False, browser_weights="float32") -> dict:
     """Export a run's encoder and decoder as a new version under ``out_root/name``.
 
     Args:
@@ -182,6 +224,9 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
         name: export name (default: the run directory's name).
         tflite: also write the TFLite decoders.
         quantize: quantized TFLite variants to add (``float16``, ``dynamic``, ``int8``).
+        onnx: also write ``onnx/<v>/decoder.onnx`` and ``encoder.onnx`` (see :func:`convert_onnx`).
+        browser_weights: ``float32`` or ``float16`` weights in ``decoder_b1.tflite`` (the
+            browser demo's decoder; float16 halves its download).
 
     Returns:
         The model card (also written to ``tflite/<v>/model_card.json``), with
@@ -196,6 +241,8 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
             raise TfvaeError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {q!r}")
     if quantize and not tflite:
         raise TfvaeError("--quantize needs --tflite")
+    if browser_weights not in ("float32", "float16"):
+        raise TfvaeError(f"--browser-weights must be float32 or float16, got {browser_weights!r}")
     run_dir = Path(run_dir)
     model, cfg = load_model(run_dir, checkpoint)
     from .evaluate import check_finite_weights
@@ -215,10 +262,11 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
     # One export of a name at a time: a second one waits, then takes the next version.
     with folder_lock(export_dir, f"export {name}", wait_seconds=600,
                      say=lambda m: print(m, file=sys.stderr, flush=True)):
-        return _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint)
+        return _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint, onnx, browser_weights)
 
 
-def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint) -> dict:
+def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint, onnx=False,
+                    browser_weights="float32") -> dict:
     for stale in export_dir.glob(".staging-*"):  # left by a killed export; we hold the lock, so none is live
         shutil.rmtree(stale, ignore_errors=True)
     version = next_version(export_dir)
@@ -232,20 +280,29 @@ def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoin
             (lite / "decoder.tflite").write_bytes(convert_tflite(staging / "decoder"))
             fixed = staging / "decoder_b1_savedmodel"
             _decoder_archive(model, batch=1).write_out(str(fixed), verbose=False)
-            (lite / "decoder_b1.tflite").write_bytes(convert_tflite(fixed))
+            (lite / "decoder_b1.tflite").write_bytes(
+                convert_tflite(fixed, None if browser_weights == "float32" else browser_weights))
             shutil.rmtree(fixed)
             for q in quantize:
                 data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed,
                                       mixture=model.config.prior != "standard")
                 (lite / f"decoder_{q}.tflite").write_bytes(data)
+        if onnx:
+            (staging / "onnx").mkdir()
+            convert_onnx(staging / "decoder", staging / "onnx" / "decoder.onnx", "z")
+            convert_onnx(staging / "encoder", staging / "onnx" / "encoder.onnx", "images")
         card = _model_card(run_dir, cfg, staging, version, checkpoint)
         card["prior"] = prior_card(model)
+        if tflite:
+            card["browser_decoder"] = {"file": "decoder_b1.tflite", "weights": browser_weights, "batch": 1}
         atomic_write_text(lite / "model_card.json", json_text(card))
         from .config import umask_mode
 
         for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
             os.chmod(folder, umask_mode(0o777))  # mkdtemp makes 0700; TF Serving may run as another user
         for component in COMPONENTS:
+            if not (staging / component).exists():
+                continue
             target = export_dir / component
             target.mkdir(exist_ok=True)
             os.replace(staging / component, target / str(version))

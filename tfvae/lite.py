@@ -1,8 +1,9 @@
-"""On-device-style generation with LiteRT (``ai-edge-litert``) and numpy only.
+"""On-device-style generation with LiteRT (``ai-edge-litert``) or onnxruntime, and numpy only.
 
 This module never imports TensorFlow: it is what a phone or a small server would run.
-Noise z ~ N(0, I) is drawn with numpy, outside the graph, and fed to the exported
-decoder's ``serving_default`` signature (input ``z`` [B, D] -> ``images`` [B, H, W, C]).
+Noise z ~ p(z) is drawn with numpy, outside the graph, and fed to the exported
+decoder's ``serving_default`` signature (input ``z`` [B, D] -> ``images`` [B, H, W, C]),
+as ``tflite/<v>/decoder*.tflite`` (LiteRT) or ``onnx/<v>/decoder.onnx`` (onnxruntime).
 """
 
 from __future__ import annotations
@@ -17,6 +18,25 @@ from .quiet import native_output_silenced
 
 VARIANTS = {"float32": "decoder.tflite", "float16": "decoder_float16.tflite",
             "dynamic": "decoder_dynamic.tflite", "int8": "decoder_int8.tflite"}
+RUNTIMES = ("litert", "onnx")
+
+
+def pick_variant(folder, variant: str = "auto") -> str:
+    """The TFLite variant to use: ``variant`` itself, or for ``auto`` the first of
+    float32, float16, dynamic, int8 that the version holds (a shipped export may hold
+    only quantized decoders).
+
+    Raises:
+        TfvaeError: an unknown variant, or ``auto`` and no dynamic-batch decoder in ``folder``.
+    """
+    if variant != "auto":
+        if variant not in VARIANTS:
+            raise TfvaeError(f"--variant must be auto or one of {', '.join(VARIANTS)}, got {variant!r}")
+        return variant
+    for name, file in VARIANTS.items():
+        if (Path(folder) / file).is_file():
+            return name
+    raise TfvaeError(f"{folder} has no dynamic-batch TFLite decoder (decoder[_VARIANT].tflite)")
 
 
 def tflite_dir(export_dir, version=None) -> Path:
@@ -74,20 +94,33 @@ def decode(interpreter, z: np.ndarray) -> np.ndarray:
     return np.concatenate([runner(z=z[i:i + 1].astype(np.float32))["images"] for i in range(len(z))])
 
 
-def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "float32", version=None):
-    """Draw z ~ p(z) (the model card's prior) with ``numpy.random.default_rng(seed)`` and decode with LiteRT.
+def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "auto", version=None, runtime: str = "litert"):
+    """Draw z ~ p(z) (the model card's prior) with ``numpy.random.default_rng(seed)`` and decode
+    with LiteRT (``runtime="litert"``, the TFLite ``variant``) or onnxruntime (``"onnx"``, float32).
 
     Returns:
-        (images float32 [n, H, W, C] in [0, 1], model card dict).
+        (images float32 [n, H, W, C] in [0, 1], model card dict); the card's ``"used"`` says
+        which runtime and file decoded them.
 
     Raises:
-        TfvaeError: n < 1, unknown variant, or a missing / corrupt ``.tflite``.
+        TfvaeError: n < 1, unknown variant or runtime, or a missing / corrupt decoder file.
     """
     if n < 1:
         raise TfvaeError(f"-n must be a positive integer, got {n}")
-    if variant not in VARIANTS:
-        raise TfvaeError(f"--variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    if runtime not in RUNTIMES:
+        raise TfvaeError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnx":
+        if variant not in ("auto", "float32"):
+            raise TfvaeError(f"--runtime onnx decodes with the float32 decoder.onnx; --variant {variant} is LiteRT's")
+        from .onnx_runtime import onnx_dir, onnx_session, run_decoder
+
+        folder = onnx_dir(export_dir, version)
+        card = verify_export(Path(export_dir) / "tflite" / folder.name, also=("onnx",))
+        session = onnx_session(folder / "decoder.onnx", card)
+        card["used"] = {"runtime": "onnxruntime", "file": str(folder / "decoder.onnx"), "variant": "float32"}
+        return run_decoder(session, draw_prior(card, n, seed)), card
     folder = tflite_dir(export_dir, version)
+    variant = pick_variant(folder, variant)
     path = folder / VARIANTS[variant]
     if not path.is_file():
         raise TfvaeError(f"{path} is missing (export with --tflite --quantize {variant})"
@@ -95,6 +128,7 @@ def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "float32", v
     card = verify_export(folder)
     interpreter = load_decoder(path)
     check_decoder_shapes(interpreter, card, path)
+    card["used"] = {"runtime": "litert", "file": str(path), "variant": variant}
     return decode(interpreter, draw_prior(card, n, seed)), card
 
 
@@ -131,11 +165,12 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def verify_export(folder) -> dict:
+def verify_export(folder, also=()) -> dict:
     """Check every file of this TFLite version against the SHA-256 and size in its model card.
 
     Args:
         folder: EXPORT_DIR/tflite/<v>.
+        also: other components of the version whose listed files are checked too (``("onnx",)``).
 
     Returns:
         The model card (dict).
@@ -148,10 +183,10 @@ def verify_export(folder) -> dict:
     card = read_card(folder)
     export_dir = folder.parents[1]
     listed = set()
-    prefix = f"tflite/{folder.name}/"
+    prefixes = tuple(f"{component}/{folder.name}/" for component in ("tflite", *also))
     for entry in card["files"]:
         rel = entry.get("path", "") if isinstance(entry, dict) else ""
-        if not rel.startswith(prefix):
+        if not rel.startswith(prefixes):
             continue
         path = export_dir / rel
         listed.add(path.name)
@@ -197,10 +232,17 @@ def draw_prior(card: dict, n: int, seed: int = 0) -> np.ndarray:
     return (np.asarray(prior["loc"])[c] + np.asarray(prior["scale"])[c] * eps).astype(np.float32)
 
 
-def save_generated(export_dir, n, out, seed=0, variant="float32", force=False):
-    """Generate and save a PNG grid; refuses to replace ``out`` unless ``force``."""
+def save_generated(export_dir, n, out, seed=0, variant="auto", force=False, runtime="litert"):
+    """Generate and save a PNG grid; refuses to replace ``out`` unless ``force``.
+
+    Returns:
+        (the PNG's path, the ``used`` record: runtime, file and variant).
+    """
     from . import plots
 
     out = plots.check_png_out(out, force)
-    images, _ = generate(export_dir, n, seed, variant)
-    return plots.save_square_grid(images, out, title=f"LiteRT {variant} decoder, z ~ N(0, I), seed {seed}")
+    images, card = generate(export_dir, n, seed, variant, runtime=runtime)
+    used = card["used"]
+    label = "onnxruntime float32" if used["runtime"] == "onnxruntime" else f"LiteRT {used['variant']}"
+    prior = "z ~ N(0, I)" if card.get("prior", {}).get("kind", "standard") == "standard" else "z ~ learned prior"
+    return plots.save_square_grid(images, out, title=f"{label} decoder, {prior}, seed {seed}"), used

@@ -205,7 +205,8 @@ def _truncate_metrics(path: Path, epochs: int, monitor: str = "val_neg_elbo") ->
 
 
 def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
-          strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None) -> dict:
+          strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None,
+          tensorboard: bool = True) -> dict:
     """Train (see :func:`_train`) holding the run directory's lock (``tfvae.locks``), so a
     second ``train --resume``, ``evaluate`` or other writer of the same run refuses with
     this process's pid instead of interleaving its files."""
@@ -215,7 +216,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
     with contextlib.ExitStack() as stack:
         try:
             return _train(cfg, run_dir, verbose, command_line, resume, strategy, devices, deterministic,
-                          resume_learning_rate, stack, created)
+                          resume_learning_rate, stack, created, tensorboard)
         except BaseException as exc:
             # A new run that fails before its first epoch is saved (a full disk, a crash)
             # leaves nothing to resume: remove it rather than leave half a run. A divergence
@@ -229,7 +230,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
 
 def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
            strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None,
-           locks=None, created=None) -> dict:
+           locks=None, created=None, tensorboard: bool = True) -> dict:
     """Train a VAE and write (or, with ``resume``, continue) its run directory.
 
     Args:
@@ -237,7 +238,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             own ``config.json`` is used.
         run_dir: output folder, which must not exist (default :func:`default_run_dir`);
             with ``resume``, the interrupted run.
-        verbose: Keras ``fit`` verbosity (``"auto"``: a progress bar).
+        verbose: ``"auto"``: Keras's progress bar when standard output is a terminal,
+            otherwise one line per epoch (:class:`tfvae.monitor.EpochLine`); 0: silent.
         command_line: recorded in ``config.json``.
         resume: continue from the last completed epoch (Keras ``BackupAndRestore``:
             weights, optimizer state and epoch counter); ``metrics.csv`` keeps one row per
@@ -248,6 +250,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
         resume_learning_rate: with ``resume``, continue with this learning rate (for
             example a lower one after a divergence); recorded in ``config.json``'s
             ``meta.learning_rate_changes``.
+        tensorboard: write TensorBoard logs to ``RUN_DIR/tensorboard`` (see
+            :mod:`tfvae.monitor`).
 
     Returns:
         Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of this ``fit``),
@@ -414,6 +418,19 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
         FiniteBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
         interrupt,  # last: stops only after the epoch's checkpoint and backup
     ]
+    from .monitor import EpochFigures, EpochLine, TensorBoardModelSummaries, tensorboard_callbacks
+
+    # Pictures of every epoch (after the CSV row and the checkpoints, before the EMA restore:
+    # from the weights just validated and saved); the final ones are the best checkpoint's.
+    watchers = [EpochFigures(lambda mdl: write_figures(mdl, cfg, data, run_dir, final=False))]
+    if tensorboard:
+        shown = binarize_fixed(data.validation[:500], cfg.data.binarization, cfg.data.binarization_seed)
+        watchers += tensorboard_callbacks(run_dir / "tensorboard", shown, lambda mdl: figure_images(mdl, cfg, data))
+    at = callbacks.index(interrupt) - 1 - (1 if ema else 0)
+    callbacks[at:at] = watchers
+    if verbose == "auto" and not sys.stdout.isatty():
+        verbose = 0
+        callbacks.insert(1, EpochLine(t.epochs))  # after the timer, which adds the epoch's seconds
     if t.lr_schedule == "constant":
         # After the restore, which also brings back the old learning rate: use the configured one.
         callbacks.insert(-1, keras.callbacks.LambdaCallback(
@@ -424,7 +441,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
 
         if not chief:  # only the chief writes: keep the callbacks that write nothing
             callbacks = [c for c in callbacks if not isinstance(c, (
-                EpochTimer, keras.callbacks.CSVLogger, AtomicCheckpoint, keras.callbacks.BackupAndRestore))]
+                EpochTimer, keras.callbacks.CSVLogger, AtomicCheckpoint, keras.callbacks.BackupAndRestore,
+                EpochFigures, EpochLine, keras.callbacks.TensorBoard, TensorBoardModelSummaries))]
         try:
             history = distributed.fit(model, distribution, train_ds, val_ds, t.epochs, steps_per_epoch, start_epoch,
                                       callbacks, chief, say=print if verbose else None)
@@ -546,10 +564,10 @@ def fit_code_gaussian(model, images, cfg: RunConfig, run_dir) -> None:
     model.code_gaussian = (mean, cov)
 
 
-def write_figures(model, cfg: RunConfig, data, run_dir) -> None:
-    """reconstructions.png (test images above reconstructions), samples.png, loss.png
-    (and, for an autoencoder, samples_fitted.png from the Gaussian fitted to its codes)."""
-    figures = Path(run_dir) / "figures"
+def figure_images(model, cfg: RunConfig, data):
+    """The arrays of figures/: (originals [16, H, W, C] (test images, or validation images
+    when the test split is not loaded), their reconstructions E[x|z = mean of q(z|x)],
+    samples [64, H, W, C] E[x|z] for z ~ p(z) drawn with the run's seed), float32 in [0, 1]."""
     shown = data.test if data.test is not None else data.validation
     shown_labels = data.test_labels if data.test is not None else data.validation_labels
     originals = binarize_fixed(shown[:FIGURE_IMAGES], cfg.data.binarization, cfg.data.binarization_seed)
@@ -557,11 +575,20 @@ def write_figures(model, cfg: RunConfig, data, run_dir) -> None:
     if getattr(model, "conditional", False):
         onehot = np.eye(cfg.model.num_classes, dtype=np.float32)[shown_labels[:FIGURE_IMAGES]]
     recon = model.decode_mean(model.encode_mean(originals, onehot), onehot).numpy()
+    return originals, recon, sample_means(model, 64, seed=cfg.train.seed)
+
+
+def write_figures(model, cfg: RunConfig, data, run_dir, final: bool = True) -> None:
+    """reconstructions.png (test images above reconstructions), samples.png, loss.png
+    (and, for a finished autoencoder, samples_fitted.png from the Gaussian fitted to its
+    codes), each written atomically. ``final=False``: the per-epoch figures of a run in progress."""
+    figures = Path(run_dir) / "figures"
+    originals, recon, samples = figure_images(model, cfg, data)
+    which = "test" if data.test is not None else "validation"
     plots.save_image_grid(np.concatenate([originals, recon]), figures / "reconstructions.png", rows=2,
-                          title="test images (top) and reconstructions E[x|z=mean of q(z|x)] (bottom)")
-    plots.save_image_grid(sample_means(model, 64, seed=cfg.train.seed), figures / "samples.png", rows=8,
-                          title=sample_title(model))
-    if cfg.model.model == "ae":
+                          title=f"{which} images (top) and reconstructions E[x|z=mean of q(z|x)] (bottom)")
+    plots.save_image_grid(samples, figures / "samples.png", rows=8, title=sample_title(model))
+    if cfg.model.model == "ae" and final:
         plots.save_image_grid(sample_means(model, 64, seed=cfg.train.seed, source="fitted"),
                               figures / "samples_fitted.png", rows=8, title=sample_title(model, "fitted"))
     plots.save_loss_curves(Path(run_dir) / "metrics.csv", figures / "loss.png")

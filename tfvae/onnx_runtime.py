@@ -1,0 +1,72 @@
+"""Decoding with onnxruntime and numpy only (no TensorFlow): the ONNX path of ``generate``.
+
+``export --onnx`` writes ``onnx/<v>/decoder.onnx`` (tf2onnx, from the decoder SavedModel's
+``serving_default``): input ``z`` float32 [B, D], outputs ``images`` float32 [B, H, W, C]
+in [0, 1] and the likelihood's raw parameters. Its model card is the version's
+``tflite/<v>/model_card.json``, which lists the ONNX files with their SHA-256.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TfvaeError
+
+
+def onnx_dir(export_dir, version=None) -> Path:
+    """EXPORT_DIR/onnx/<v> for the given or the highest version that holds ``decoder.onnx``.
+
+    Raises:
+        TfvaeError: ``export_dir`` is not a folder, or it has no ONNX decoder (names the command that makes one).
+    """
+    export_dir = Path(export_dir)
+    if not export_dir.is_dir():
+        raise TfvaeError(f"{export_dir} is not a folder")
+    root = export_dir / "onnx"
+    versions = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "decoder.onnx").is_file()) \
+        if root.is_dir() else []
+    if version is None:
+        if not versions:
+            raise TfvaeError(f"{export_dir} has no ONNX decoder (export it with: python cli.py export RUN_DIR --onnx)")
+        version = versions[-1]
+    if version not in versions:
+        raise TfvaeError(f"{export_dir} has no ONNX version {version} (versions: {versions})")
+    return root / str(version)
+
+
+def onnx_session(path, card: dict | None = None, threads: int = 1):
+    """An onnxruntime ``InferenceSession`` (CPU, ``threads`` intra-op threads) for a decoder ``.onnx``.
+
+    Raises:
+        TfvaeError: onnxruntime is not installed, the file is not a usable ONNX model, or
+            its ``z`` input / ``images`` output differ from the model card's shapes.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TfvaeError("--runtime onnx needs onnxruntime: pip install -r requirements.txt") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own exception types)
+        raise TfvaeError(f"{path}: not a usable ONNX decoder ({' '.join(str(exc).split())[:160]})") from None
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    if "z" not in inputs or "images" not in outputs:
+        raise TfvaeError(f"{path}: expected input z and output images, found {sorted(inputs)} -> {sorted(outputs)}")
+    if card is not None:
+        z, images = list(inputs["z"][1:]), list(outputs["images"][1:])
+        if z != [card["latent_dim"]] or images != list(card["image_shape"]):
+            raise TfvaeError(f"{path}: decoder maps z {z} to images {images}, but the model card says z "
+                             f"[{card['latent_dim']}] to images {card['image_shape']}")
+    return session
+
+
+def run_decoder(session, z: np.ndarray, output: str = "images") -> np.ndarray:
+    """Decode z float32 [B, D]; returns the ``output`` tensor (``images``: float32 [B, H, W, C])."""
+    return session.run([output], {"z": np.asarray(z, np.float32)})[0]
