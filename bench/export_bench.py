@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Benchmark the exported decoders: LiteRT (each TFLite variant) against the SavedModel.
+"""Benchmark the exported decoders: LiteRT (each TFLite variant) and onnxruntime against the SavedModel.
 
     python bench/export_bench.py exported/NAME [--calls 200] [--version V]
 
-For each variant: file size, single-sample latency on one thread (median of --calls
+For each variant (and ``onnx/<v>/decoder.onnx`` with onnxruntime, when the export has it:
+``export --onnx``): file size, single-sample latency on one thread (median of --calls
 calls), batch-64 throughput; the same for the SavedModel's ``serving_default`` called from
 TensorFlow (also on one thread) in the same run, and the ratios. It also prints the
 decoder's FLOPs per sample (from the layer shapes) and the GFLOP/s each runtime achieves
@@ -159,6 +160,20 @@ def main(argv=None) -> None:
         print(f"{'LiteRT ' + name:<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
               f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{batch}"
               f"   size {size / size32:.0%} of float32")
+    onnx_path = Path(args.export_dir) / "onnx" / str(version) / "decoder.onnx"
+    if onnx_path.is_file():
+        from tfvae.onnx_runtime import onnx_session, run_decoder
+
+        session = onnx_session(onnx_path, card, threads=1)
+        z1n, z64n = z1.numpy(), z64.numpy()
+        latency = median_seconds(lambda: run_decoder(session, z1n), args.calls)
+        tput = 64 / median_seconds(lambda: run_decoder(session, z64n), max(20, args.calls // 10))
+        size, gflops = onnx_path.stat().st_size, flops / latency / 1e9
+        rows.append({"runtime": "onnxruntime decoder.onnx", "bytes": size, "latency_ms": latency * 1e3,
+                     "gflops": gflops, "peak_fraction": gflops / peak, "batch64_images_per_second": tput,
+                     "size_fraction_of_float32": size / size32 if size32 else None})
+        print(f"{'onnxruntime decoder.onnx':<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
+              f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{tput:>16.0f}{tput / ref_tput:>8.2f}")
     if args.shape_sweep:
         shape_sweep(cfg, peak, args.calls)
     if args.result:
