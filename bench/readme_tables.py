@@ -341,7 +341,32 @@ def render_multiworker() -> str:
     return "\n".join(out) + "\n"
 
 
-RENDERERS = {"default-run": render_default_run, "mnist-best": render_mnist_best, "likelihood": render_likelihood,
+def render_pretrained() -> str:
+    record = _load("pretrained_mnist.json")
+    if record is None:
+        return _missing("pretrained_mnist.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/pretrained_mnist.py")
+    f = record["figures"]
+    t, p = f["test"], f["test"]["protocol"]
+    d = f["max_abs_difference_to_float32_savedmodel"]
+    sizes = f["files"]
+    out = [f"Made on: {_machine(record)}. The default recipe (`{f['train_command']}`); test NLL "
+           f"**{t['nll']:.2f} ± {t['nll_stderr']:.2f} nats** (K = {p['iw_samples']:,} importance samples, all "
+           f"{p['num_images']:,} test images, {p['checkpoint']} checkpoint), −ELBO {t['neg_elbo']:.2f} nats, "
+           f"{t['active_units']} active units; the model card holds the full protocol.", "",
+           "| shipped file | for | bytes | max / mean abs. pixel difference to the float32 SavedModel (256 prior draws) |",
+           "| --- | --- | --- | --- |",
+           f"| `decoder_b1.tflite` (float16 weights) | the browser demo | {sizes['tflite/1/decoder_b1.tflite']:,} | "
+           f"{d['decoder_b1.tflite']['max']:.4f} / {d['decoder_b1.tflite']['mean']:.6f} |",
+           f"| `decoder_int8.tflite` (full integer, float32 in and out) | devices; `generate`'s default | "
+           f"{sizes['tflite/1/decoder_int8.tflite']:,} | "
+           f"{d['decoder_int8.tflite']['max']:.4f} / {d['decoder_int8.tflite']['mean']:.6f} |",
+           f"| `samples.png` | the grid above | {sizes['tflite/1/samples.png']:,} | |", "",
+           f"In all {f['total_bytes']:,} bytes with the model card. `{f['first_picture_command']}` took "
+           f"{f['first_picture_seconds']:.1f} s in a fresh process (time to the first picture)."]
+    return "\n".join(out) + "\n"
+
+
+RENDERERS = {"pretrained": render_pretrained, "default-run": render_default_run, "mnist-best": render_mnist_best, "likelihood": render_likelihood,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
              "image-folders": render_image_folders, "input-bench": render_input_bench, "multiworker": render_multiworker}
