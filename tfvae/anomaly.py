@@ -13,10 +13,8 @@ means and likelihood means in place of samples, so the result is deterministic).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf

@@ -7,7 +7,6 @@ Every function reads a run directory, works on its test split (binarized exactly
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 

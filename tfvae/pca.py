@@ -13,7 +13,6 @@ images). Run directory: ``config.json`` (``model.model = "pca"``), ``pca.npz``,
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
