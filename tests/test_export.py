@@ -138,19 +138,27 @@ def test_onnx_parity_with_the_saved_model(export_dir):
     assert files["onnx/1/decoder.onnx"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_generate_with_onnxruntime_without_tensorflow(export_dir, tmp_path):
-    out = tmp_path / "grid.png"
+def generate_without_tensorflow(export_dir, out, *options):
+    """Run ``cli.py generate EXPORT_DIR -n 9 OPTIONS --out OUT`` in a fresh process that must
+    never import TensorFlow; returns its stdout."""
+    argv = ["cli.py", "generate", str(export_dir), "-n", "9", *options, "--out", str(out)]
     script = (
         "import runpy, sys\n"
-        f"sys.argv = ['cli.py', 'generate', {str(export_dir)!r}, '-n', '9', '--runtime', 'onnx', '--out', {str(out)!r}]\n"
+        f"sys.argv = {argv!r}\n"
         "try:\n    runpy.run_path('cli.py', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "assert 'tensorflow' not in sys.modules, 'generate imported tensorflow'\n"
         "print('no tensorflow')\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "no tensorflow" in result.stdout and "onnxruntime, decoder.onnx" in result.stdout
+    assert "no tensorflow" in result.stdout
     assert out.read_bytes()[:4] == b"\x89PNG"
+    return result.stdout
+
+
+def test_generate_with_onnxruntime_without_tensorflow(export_dir, tmp_path):
+    stdout = generate_without_tensorflow(export_dir, tmp_path / "grid.png", "--runtime", "onnx")
+    assert "onnxruntime, decoder.onnx" in stdout
     from tfvae.lite import generate
 
     litert, _ = generate(export_dir, 9, seed=0, variant="float32")
@@ -162,18 +170,8 @@ def test_generate_with_onnxruntime_without_tensorflow(export_dir, tmp_path):
 
 
 def test_generate_uses_litert_without_tensorflow(export_dir, tmp_path):
-    out = tmp_path / "grid.png"
-    script = (
-        "import runpy, sys\n"
-        f"sys.argv = ['cli.py', 'generate', {str(export_dir)!r}, '-n', '9', '--variant', 'int8', '--out', {str(out)!r}]\n"
-        "try:\n    runpy.run_path('cli.py', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "assert 'tensorflow' not in sys.modules, 'generate imported tensorflow'\n"
-        "print('no tensorflow')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "no tensorflow" in result.stdout
-    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert "litert, decoder_int8.tflite" in generate_without_tensorflow(export_dir, tmp_path / "grid.png",
+                                                                        "--variant", "int8")
 
 
 def test_generate_bad_input(export_dir, tmp_path):

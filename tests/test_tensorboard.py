@@ -65,7 +65,8 @@ def test_tensorboard_server_shows_the_runs_metrics(tensorboard_server, run_dir):
         rows = list(csv.DictReader(fh))
     logged = get_json(base, "/data/plugin/scalars/scalars", run="validation", tag="epoch_neg_elbo")
     assert [step for _, step, _ in logged] == [int(r["epoch"]) for r in rows]
-    for (_, _, value), row in zip(logged, rows):
+    for (_, step, value), row in zip(logged, rows):
+        print(f"epoch {step}: TensorBoard validation −ELBO {value:.6f}, metrics.csv {float(row['val_neg_elbo']):.6f}")
         assert value == pytest.approx(float(row["val_neg_elbo"]), rel=1e-6)  # float32 in the event file
     latent_dim = json.loads((run_dir / "config.json").read_text())["model"]["latent_dim"]
     assert sum(t.startswith("kl_per_dimension/z") for t in tags["model"]) == latent_dim
