@@ -1,8 +1,9 @@
 """Watching a training run: figures every epoch, TensorBoard logs, one log line per epoch.
 
 * :class:`EpochFigures` rewrites ``figures/`` (samples, reconstructions, loss curves) at
-  the end of every epoch, atomically, from the weights that were just validated and
-  checkpointed, so an interrupted run has its pictures.
+  the end of every epoch (within a 5% time budget, and always when Ctrl-C or SIGTERM stops
+  training), atomically, from the weights that were just validated and checkpointed, so an
+  interrupted run has its pictures.
 * :func:`tensorboard_callbacks`: Keras's ``TensorBoard`` callback (train and validation
   −ELBO, reconstruction, KL, KL weight, learning rate: the ``train`` and ``validation``
   runs) plus :class:`TensorBoardModelSummaries` (``tf.summary``, where Keras has nothing:
@@ -33,24 +34,43 @@ def _finite(logs, keys=("loss",)) -> bool:
 
 
 class EpochFigures(keras.callbacks.Callback):
-    """Calls ``write(model)`` at the end of every epoch whose loss is finite.
+    """Calls ``write(model)`` at the end of epochs whose loss is finite: the first epoch of
+    the fit, every epoch whose training was stopped by a signal (``stopping()`` true), and
+    otherwise every epoch as long as drawing costs at most ``budget`` of the wall time
+    (epochs of a few seconds, as in small tests, are drawn less often; a default MNIST epoch,
+    tens of seconds, always).
 
     Placed after the checkpoint callbacks and before the EMA restore, so the pictures come
     from the weights that were validated and checkpointed (the moving average when
     ``--ema-decay`` > 0), and after ``CSVLogger``, so ``loss.png`` includes the epoch.
+
+    Args:
+        write: ``write(model)`` draws the figures.
+        stopping: ``stopping()`` -> True when training stops after this epoch (Ctrl-C, SIGTERM).
+        budget: the largest share of wall time the figures may take (0.05: 5%).
     """
 
-    def __init__(self, write):
+    def __init__(self, write, stopping=lambda: False, budget: float = 0.05):
         super().__init__()
         self.write = write
-        self.seconds = []  # wall time of each epoch's figures (s)
+        self.stopping = stopping
+        self.budget = budget
+        self.seconds = []  # wall time of each drawing (s)
+        self.epochs = []  # the epochs drawn (from 0)
+        self._last_end = None
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
-        start = time.perf_counter()
+        now = time.perf_counter()
+        due = (self._last_end is None or self.stopping()
+               or self.budget * (now - self._last_end) >= self.seconds[-1])
+        if not due:
+            return
         self.write(self.model)
-        self.seconds.append(time.perf_counter() - start)
+        self._last_end = time.perf_counter()
+        self.seconds.append(self._last_end - now)
+        self.epochs.append(epoch)
 
 
 class TensorBoardModelSummaries(keras.callbacks.Callback):

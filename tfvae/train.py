@@ -422,7 +422,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
 
     # Pictures of every epoch (after the CSV row and the checkpoints, before the EMA restore:
     # from the weights just validated and saved); the final ones are the best checkpoint's.
-    watchers = [EpochFigures(lambda mdl: write_figures(mdl, cfg, data, run_dir, final=False))]
+    watchers = [EpochFigures(lambda mdl: write_figures(mdl, cfg, data, run_dir, final=False),
+                             stopping=lambda: interrupt.interrupted)]
     if tensorboard:
         shown = binarize_fixed(data.validation[:500], cfg.data.binarization, cfg.data.binarization_seed)
         watchers += tensorboard_callbacks(run_dir / "tensorboard", shown, lambda mdl: figure_images(mdl, cfg, data))
