@@ -418,15 +418,23 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
         FiniteBackupAndRestore(str(run_dir / "backup"), double_checkpoint=True, delete_checkpoint=False),
         interrupt,  # last: stops only after the epoch's checkpoint and backup
     ]
-    from .monitor import EpochFigures, EpochLine, TensorBoardModelSummaries, tensorboard_callbacks
+    from .monitor import KL_IMAGES, EpochFigures, EpochLine, TensorBoardModelSummaries, tensorboard_callbacks
 
     # Pictures of every epoch (after the CSV row and the checkpoints, before the EMA restore:
     # from the weights just validated and saved); the final ones are the best checkpoint's.
-    watchers = [EpochFigures(lambda mdl: write_figures(mdl, cfg, data, run_dir, final=False),
+    memo = {}
+
+    def pictures(mdl):  # figures/ and TensorBoard show the same arrays: computed once per epoch
+        step = int(mdl.optimizer.iterations.numpy())
+        if memo.get("step") != step:
+            memo.update(step=step, arrays=figure_images(mdl, cfg, data))
+        return memo["arrays"]
+
+    watchers = [EpochFigures(lambda mdl: write_figures(mdl, cfg, data, run_dir, final=False, images=pictures(mdl)),
                              stopping=lambda: interrupt.interrupted)]
     if tensorboard:
-        shown = binarize_fixed(data.validation[:500], cfg.data.binarization, cfg.data.binarization_seed)
-        watchers += tensorboard_callbacks(run_dir / "tensorboard", shown, lambda mdl: figure_images(mdl, cfg, data))
+        shown = binarize_fixed(data.validation[:KL_IMAGES], cfg.data.binarization, cfg.data.binarization_seed)
+        watchers += tensorboard_callbacks(run_dir / "tensorboard", shown, pictures)
     at = callbacks.index(interrupt) - 1 - (1 if ema else 0)
     callbacks[at:at] = watchers
     if verbose == "auto" and not sys.stdout.isatty():
@@ -579,12 +587,13 @@ def figure_images(model, cfg: RunConfig, data):
     return originals, recon, sample_means(model, 64, seed=cfg.train.seed)
 
 
-def write_figures(model, cfg: RunConfig, data, run_dir, final: bool = True) -> None:
+def write_figures(model, cfg: RunConfig, data, run_dir, final: bool = True, images=None) -> None:
     """reconstructions.png (test images above reconstructions), samples.png, loss.png
     (and, for a finished autoencoder, samples_fitted.png from the Gaussian fitted to its
-    codes), each written atomically. ``final=False``: the per-epoch figures of a run in progress."""
+    codes), each written atomically. ``final=False``: the per-epoch figures of a run in progress;
+    ``images``: the arrays of :func:`figure_images`, when already computed."""
     figures = Path(run_dir) / "figures"
-    originals, recon, samples = figure_images(model, cfg, data)
+    originals, recon, samples = images if images is not None else figure_images(model, cfg, data)
     which = "test" if data.test is not None else "validation"
     plots.save_image_grid(np.concatenate([originals, recon]), figures / "reconstructions.png", rows=2,
                           title=f"{which} images (top) and reconstructions E[x|z=mean of q(z|x)] (bottom)")
