@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from tfvae.config import (ARCHITECTURES, BINARIZATIONS, LIKELIHOODS, LR_SCHEDULES, MODELS, OBJECTIVES, PRECISIONS, PRIORS, DataConfig,
+from tfvae.config import (ARCHITECTURES, AUTO_STEPS_PER_EXECUTION, BINARIZATIONS, LIKELIHOODS, LR_SCHEDULES, MODELS, OBJECTIVES, PRECISIONS, PRIORS, DataConfig,
                           ModelConfig, RunConfig, TrainConfig)
 from tfvae.errors import TfvaeError
 
@@ -258,11 +258,13 @@ def cli():
                    "evaluation and export; 0: off.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule, show_default=True,
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
-@click.option("--steps-per-execution", type=COUNT, default=D_TRAIN.steps_per_execution, show_default=True,
-              help="Optimizer steps per tf.function call (fewer Python round trips).")
+@click.option("--steps-per-execution", type=COUNT, default=D_TRAIN.steps_per_execution,
+              help=f"Optimizer steps per tf.function call (fewer Python round trips). [default: "
+                   f"{AUTO_STEPS_PER_EXECUTION}, at most one epoch's steps; 1 with --strategy multiworker]")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=D_TRAIN.precision, show_default=True,
               help="Training arithmetic of the hidden layers: float32, or mixed precision (mixed_bfloat16 on CPUs "
-                   "with AVX512-BF16/AMX; mixed_float16 on GPUs). Variables, outputs and evaluation stay float32.")
+                   "with AVX512-BF16/AMX and GPUs of compute capability 8.0+; mixed_float16 on GPUs). Refused where "
+                   "the machine would emulate it. Variables, outputs and evaluation stay float32.")
 @click.option("--beta", type=Finite(min=0), default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
 @click.option("--kl-warmup-epochs", type=click.IntRange(min=0), default=D_TRAIN.kl_warmup_epochs, show_default=True,
               help="Raise the KL weight linearly from 0 to β over this many epochs.")

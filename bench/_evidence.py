@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tfvae.hardware import cpu_flags  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 
 
@@ -39,20 +42,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def cpu_flags() -> list:
-    """The speed-relevant CPU flags present: avx2, avx512f, avx512_bf16, amx_bf16, amx_tile."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:

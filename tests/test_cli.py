@@ -98,6 +98,7 @@ BAD_TRAIN_OPTIONS = [
     (["--batch-size", "many"], "--batch-size"),
     (["--arch", "resnet"], "--arch"),
     (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
+    (["--precision", "mixed_float16"], "--precision mixed_float16: this machine has no GPU"),  # CI: CPU only
 ]
 
 

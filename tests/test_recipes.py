@@ -150,6 +150,45 @@ def test_mixed_bfloat16_training_keeps_float32_variables_and_outputs(tmp_path):
     np.testing.assert_allclose(recon_mixed.numpy(), recon_plain.numpy(), rtol=0.02)
 
 
+AVX2_CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+BF16_CPUINFO = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+
+
+def test_precision_is_refused_where_the_machine_would_emulate_it():
+    from tfvae.errors import TfvaeError
+    from tfvae.hardware import check_precision, cpu_flags, native_precisions
+
+    avx2, bf16 = cpu_flags(AVX2_CPUINFO), cpu_flags(BF16_CPUINFO)
+    assert avx2 == ["avx2"] and bf16 == ["avx2", "avx512f", "avx512_bf16"]
+    assert native_precisions(avx2, gpus=[])["mixed_bfloat16"] is None
+    assert "avx512_bf16" in native_precisions(bf16, gpus=[])["mixed_bfloat16"]
+    check_precision("mixed_bfloat16", bf16, gpus=[])
+    check_precision("mixed_bfloat16", avx2, gpus=[(9, 0)])  # an Ampere-or-newer GPU has bfloat16
+    check_precision("mixed_float16", avx2, gpus=[(7, 5)])
+    for precision, gpus in (("mixed_bfloat16", []), ("mixed_bfloat16", [(7, 5)]), ("mixed_float16", [])):
+        with pytest.raises(TfvaeError, match=f"--precision {precision}: .*use --precision float32"):
+            check_precision(precision, avx2, gpus=gpus)
+    for flags in (avx2, bf16):
+        check_precision("float32", flags, gpus=[])
+
+
+def test_steps_per_execution_left_out_is_chosen_per_run_and_recorded():
+    from tfvae.config import AUTO_STEPS_PER_EXECUTION, RunConfig, TrainConfig
+    from tfvae.train import resolve_speed
+
+    for steps_per_epoch, multi, expected in ((430, False, AUTO_STEPS_PER_EXECUTION), (8, False, 8), (430, True, 1)):
+        t = TrainConfig()
+        assert t.steps_per_execution is None
+        resolve_speed(t, steps_per_epoch, multi)
+        assert t.steps_per_execution == expected
+    given = TrainConfig(steps_per_execution=3)
+    resolve_speed(given, 430, False)
+    assert given.steps_per_execution == 3
+    cfg = RunConfig(train=TrainConfig())
+    cfg.validate()  # None (auto) is valid in config.json
+    assert RunConfig.from_dict(cfg.to_dict()).train.steps_per_execution is None
+
+
 def test_learned_prior_is_exported_with_the_decoder(tmp_path):
     from tfvae.export import _decoder_archive, convert_tflite, prior_card
     from tfvae.lite import draw_prior

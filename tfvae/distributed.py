@@ -112,9 +112,9 @@ def refuse_unsupported(jit: bool, steps_per_execution: int) -> None:
     """The multi-worker loop runs one step per call, without XLA.
 
     Raises:
-        TfvaeError: ``jit`` set or ``steps_per_execution`` other than 1.
+        TfvaeError: ``jit`` set or ``steps_per_execution`` given and other than 1.
     """
-    if jit or steps_per_execution != 1:
+    if jit or steps_per_execution not in (None, 1):
         raise TfvaeError("--strategy multiworker runs its own loop, without --jit or --steps-per-execution")
 
 

@@ -24,9 +24,10 @@ import tensorflow as tf
 
 from . import __version__, plots
 from .callbacks import AtomicCheckpoint, EpochTimer, FiniteBackupAndRestore, GracefulInterrupt, StopOnNonFinite
-from .config import RunConfig, _reject_constant, atomic_savez, atomic_write_text, json_text
+from .config import AUTO_STEPS_PER_EXECUTION, RunConfig, _reject_constant, atomic_savez, atomic_write_text, json_text
 from .data import binarize_fixed, heldout_pipeline, load_dataset, train_pipeline
 from .errors import TfvaeError
+from .hardware import check_precision
 from .locks import folder_lock
 from .models import build_model
 from .rundir import checkpoint_path, new_run_dir
@@ -206,7 +207,7 @@ def _truncate_metrics(path: Path, epochs: int, monitor: str = "val_neg_elbo") ->
 
 def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
           strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None,
-          tensorboard: bool = True) -> dict:
+          tensorboard: bool = True, callbacks=()) -> dict:
     """Train (see :func:`_train`) holding the run directory's lock (``tfvae.locks``), so a
     second ``train --resume``, ``evaluate`` or other writer of the same run refuses with
     this process's pid instead of interleaving its files."""
@@ -216,7 +217,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
     with contextlib.ExitStack() as stack:
         try:
             return _train(cfg, run_dir, verbose, command_line, resume, strategy, devices, deterministic,
-                          resume_learning_rate, stack, created, tensorboard)
+                          resume_learning_rate, stack, created, tensorboard, callbacks)
         except BaseException as exc:
             # A new run that fails before its first epoch is saved (a full disk, a crash)
             # leaves nothing to resume: remove it rather than leave half a run. A divergence
@@ -230,7 +231,7 @@ def train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resum
 
 def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resume: bool = False,
            strategy: str = "default", devices=None, deterministic: bool = False, resume_learning_rate=None,
-           locks=None, created=None, tensorboard: bool = True) -> dict:
+           locks=None, created=None, tensorboard: bool = True, extra_callbacks=()) -> dict:
     """Train a VAE and write (or, with ``resume``, continue) its run directory.
 
     Args:
@@ -252,6 +253,10 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             ``meta.learning_rate_changes``.
         tensorboard: write TensorBoard logs to ``RUN_DIR/tensorboard`` (see
             :mod:`tfvae.monitor`).
+        extra_callbacks: more Keras callbacks (``train(callbacks=...)``; library use, such
+            as ``bench/time_to_quality.py``'s snapshots); at each epoch's end they run after
+            validation and the checkpoints and see the weights that were validated (the
+            averaged ones with ``ema_decay``).
 
     Returns:
         Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of this ``fit``),
@@ -305,6 +310,7 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     if distribution is None:
         distribution = make_strategy(strategy, devices)
     t = cfg.train
+    check_precision(t.precision)
     if multi:
         from .distributed import refuse_unsupported
 
@@ -344,6 +350,7 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             "git_commit": _git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
+        resolve_speed(t, math.ceil(len(data.train) / t.batch_size), multi)
         if chief:
             run_dir = new_run_dir(run_dir)
             if created is not None:
@@ -435,6 +442,7 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     if tensorboard:
         shown = binarize_fixed(data.validation[:KL_IMAGES], cfg.data.binarization, cfg.data.binarization_seed)
         watchers += tensorboard_callbacks(run_dir / "tensorboard", shown, pictures)
+    watchers += list(extra_callbacks)
     at = callbacks.index(interrupt) - 1 - (1 if ema else 0)
     callbacks[at:at] = watchers
     if verbose == "auto" and not sys.stdout.isatty():
@@ -508,6 +516,14 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     }
     atomic_write_text(run_dir / "summary.json", json_text(summary))
     return summary
+
+
+def resolve_speed(t, steps_per_epoch: int, multi: bool) -> None:
+    """Fill in ``steps_per_execution`` left as None (auto) in the TrainConfig ``t``:
+    :data:`tfvae.config.AUTO_STEPS_PER_EXECUTION`, at most ``steps_per_epoch``; 1 under
+    the multi-worker loop. The value is then recorded in ``config.json``."""
+    if t.steps_per_execution is None:
+        t.steps_per_execution = 1 if multi else max(1, min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch))
 
 
 def make_optimizer(t, steps_per_epoch: int) -> keras.optimizers.Optimizer:

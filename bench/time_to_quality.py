@@ -1,0 +1,248 @@
+#!/usr/bin/env python
+"""Time to quality: minutes until ``python cli.py train --dataset mnist`` gives a model whose
+test NLL is at most 86.5 nats, for the previous default recipe and today's, in one run.
+
+    TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/time_to_quality.py [--work DIR]
+
+Protocol:
+
+1. Each recipe trains on real MNIST in its own subprocess through ``tfvae.train.train``
+   with everything ``cli.py train`` does (validation each epoch, checkpoints, figures,
+   TensorBoard, one line per epoch), the new recipe first. A callback saves the weights
+   after every ``--every``-th epoch and after the last; its saving time is subtracted, so
+   each snapshot's time is the wall time since the training process started (imports,
+   data loading and XLA compilation included) that the plain command would have taken.
+2. Each snapshot is a model a user could have stopped at. Its test NLL is ``evaluate``'s
+   (K = 1,000 importance samples, all 10,000 test images, the run's fixed binarization,
+   sampling seed 0), written to an ``eval.json`` beside it. The NLL falls as training goes
+   on, so the first snapshot at or under the target is located by bisection with a cheaper
+   K = 100 screen, then confirmed with K = 1,000 (see :func:`first_at_target`); every
+   evaluated point is recorded.
+3. Minutes to quality = that snapshot's time. ``time_to_quality_ratio`` = new / old
+   (goal ≤ 0.5). A recipe that never reaches the target is reported as such, not timed.
+
+Both recipes run on the same machine in the same run, which should have nothing else to
+do while they train (the load average before and after each training is recorded); the machine's matmul peak, CPU and
+versions go to ``bench/results/time_to_quality.json`` with every evaluated snapshot.
+Evaluation time is not counted. ``--work`` keeps the runs (several hundred MB) and lets an
+interrupted bench continue: finished trainings and evaluations are reused.
+"""
+
+from __future__ import annotations
+
+import time
+
+START = time.perf_counter()  # the training worker's clock starts before TensorFlow is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_tensorflow_quietly():
+    """TensorFlow without its C++ start-up lines or retracing warnings (as ``cli.py``)."""
+    from tfvae.quiet import native_output_silenced
+
+    with native_output_silenced():
+        import tensorflow as tf
+
+        tf.constant(0.0) + 1.0
+    tf.get_logger().setLevel("ERROR")
+
+TARGET_NATS = 86.5
+FULL_K, SCREEN_K = 1000, 100
+MAX_TEST_IMAGES = None  # all 10,000 (--smoke: a few)
+# The default TrainConfig before issue 14 (README "Speed" explains what changed and why).
+PREVIOUS_DEFAULT = {"epochs": 100, "batch_size": 128, "learning_rate": 1e-3, "lr_schedule": "constant",
+                    "jit": False, "steps_per_execution": 1}
+RECIPES = {"new": {}, "previous": PREVIOUS_DEFAULT}
+
+
+SMOKE = {"max_train_examples": 2000, "epochs": 3, "test_images": 300, "full_k": 20, "screen_k": 5}
+
+
+def recipe_config(name: str, smoke: bool = False):
+    """RunConfig of ``python cli.py train --dataset mnist`` (``new``: today's defaults) or of
+    that command with the previous defaults given as options (``previous``); ``smoke``:
+    2,000 training images and 3 epochs (a check of this script, not a measurement)."""
+    from tfvae.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.data.dataset = "mnist"
+    for key, value in RECIPES[name].items():
+        setattr(cfg.train, key, value)
+    if smoke:
+        cfg.data.max_train_examples, cfg.train.epochs = SMOKE["max_train_examples"], SMOKE["epochs"]
+    return cfg
+
+
+def options(name: str) -> str:
+    """The CLI options that give this recipe (for the record)."""
+    flags = []
+    for key, value in RECIPES[name].items():
+        opt = "--" + key.replace("_", "-")
+        flags.append(("--jit" if value else "--no-jit") if isinstance(value, bool) else f"{opt} {value}")
+    return " ".join(["python cli.py train --dataset mnist"] + flags)
+
+
+def train_worker(name: str, run_dir: Path, every: int, smoke: bool = False) -> None:
+    """Train recipe ``name`` into ``run_dir``, saving snapshots and their times."""
+    import keras
+
+    from tfvae.train import train
+
+    cfg = recipe_config(name, smoke)
+    snaps = run_dir.parent / f"{run_dir.name}-snapshots"
+    snaps.mkdir(parents=True, exist_ok=True)
+    record = []
+
+    class Snapshots(keras.callbacks.Callback):
+        saving = 0.0
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % every and epoch + 1 != cfg.train.epochs:
+                return
+            now = time.perf_counter()
+            self.model.save_weights(str(snaps / f"epoch{epoch + 1:03d}.weights.h5"))
+            record.append({"epoch": epoch + 1, "seconds": now - START - self.saving})
+            self.saving += time.perf_counter() - now
+            (snaps / "times.json").write_text(json.dumps(record))
+
+    summary = train(cfg, run_dir, command_line=options(name), callbacks=[Snapshots()])
+    (snaps / "summary.json").write_text(json.dumps({"train_summary": summary, "snapshots": record}, default=str))
+
+
+def evaluate_snapshot(run_dir: Path, epoch: int, k: int) -> dict:
+    """``evaluate`` with K = ``k`` on the full test set of one snapshot, through a folder
+    holding the run's config.json and the snapshot as its ``best`` checkpoint."""
+    folder = run_dir.parent / f"{run_dir.name}-eval" / f"epoch{epoch:03d}-k{k}"
+    done = folder / "eval.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    from tfvae.evaluate import evaluate_run
+
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "config.json", folder / "config.json")
+    shutil.copy(run_dir.parent / f"{run_dir.name}-snapshots" / f"epoch{epoch:03d}.weights.h5",
+                folder / "checkpoints" / "best.weights.h5")
+    return evaluate_run(folder, iw_samples=k, progress=False, max_examples=MAX_TEST_IMAGES)
+
+
+def first_at_target(run_dir: Path, times: list, say) -> tuple:
+    """The first snapshot whose test NLL (K = 1,000) is at most the target: (its index or
+    None, every evaluated point).
+
+    A K = 100 screen locates it by bisection (the K = 100 estimate is an upper bound of the
+    K = 1,000 one in expectation, Burda et al. 2015 theorem 1, so it crosses the target at
+    the same snapshot or later); then the full K = 1,000 protocol confirms that snapshot and
+    steps back while the one before is also at or under the target.
+    """
+    points = []
+
+    def nll(i, k):
+        report = evaluate_snapshot(run_dir, times[i]["epoch"], k)
+        m = report["metrics"]
+        if not any(p["epoch"] == times[i]["epoch"] and p["iw_samples"] == k for p in points):
+            points.append({**times[i], "iw_samples": k, "nll": m["nll"], "nll_stderr": m["nll_stderr"],
+                           "neg_elbo": m["neg_elbo"], "evaluate_seconds": report["seconds"]})
+            say(f"  epoch {times[i]['epoch']:>3} ({times[i]['seconds'] / 60:5.1f} min): test NLL "
+                f"{m['nll']:.2f} ± {m['nll_stderr']:.2f} nats (K = {k})")
+        return m["nll"]
+
+    last = len(times) - 1
+    if nll(last, SCREEN_K) > TARGET_NATS:
+        hi = last
+        if nll(last, FULL_K) > TARGET_NATS:
+            return None, points
+    else:
+        lo, hi = -1, last  # screen(hi) <= target; every index <= lo is above it
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if nll(mid, SCREEN_K) <= TARGET_NATS else (mid, hi)
+    while nll(hi, FULL_K) > TARGET_NATS:  # the screen's estimate was lower than the full one (noise)
+        hi += 1
+        if hi > last:
+            return None, points
+    while hi > 0 and nll(hi - 1, FULL_K) <= TARGET_NATS:
+        hi -= 1
+    return hi, sorted(points, key=lambda p: (p["epoch"], p["iw_samples"]))
+
+
+def main() -> int:
+    global FULL_K, SCREEN_K, MAX_TEST_IMAGES, TARGET_NATS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", nargs=3, metavar=("RECIPE", "RUN_DIR", "EVERY"), help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true",
+                        help="check this script in minutes: 2,000 training images, 3 epochs, 300 test images, "
+                             "K = 20 and 5; its figures mean nothing and no result is written")
+    parser.add_argument("--work", default="bench/work/time_to_quality",
+                        help="folder of the runs, snapshots and evaluations (kept; reused when run again)")
+    parser.add_argument("--target", type=float, default=TARGET_NATS, help="test NLL to reach, nats per image")
+    parser.add_argument("--every", type=int, default=5, help="snapshot every N epochs (and the last)")
+    parser.add_argument("--result", default="time_to_quality", help="bench/results/RESULT.json; '' to skip")
+    args = parser.parse_args()
+    import_tensorflow_quietly()
+    if args.worker:
+        train_worker(args.worker[0], Path(args.worker[1]), int(args.worker[2]), args.smoke)
+        return 0
+    TARGET_NATS = args.target
+    if args.smoke:
+        FULL_K, SCREEN_K, MAX_TEST_IMAGES = SMOKE["full_k"], SMOKE["screen_k"], SMOKE["test_images"]
+        args.every, args.result, args.work = 1, "", args.work + "-smoke"
+    work = (ROOT / args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    figures = {"target_nats": TARGET_NATS, "recipes": {}}
+    for name in ("new", "previous"):
+        run_dir = work / name
+        summary_file = work / f"{name}-snapshots" / "summary.json"
+        if not summary_file.exists():
+            if run_dir.exists():
+                shutil.rmtree(run_dir)  # an unfinished training is started again (its times would be wrong)
+            say(f"training the {name} recipe: {options(name)}")
+            load_before = os.getloadavg()
+            out = subprocess.run([sys.executable, __file__, "--worker", name, str(run_dir), str(args.every)]
+                                 + (["--smoke"] if args.smoke else []), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            if out.returncode != 0:
+                say(f"time_to_quality: training the {name} recipe failed (exit {out.returncode})")
+                return 1
+            record = json.loads(summary_file.read_text())
+            record["load_average_before_after"] = [load_before[0], os.getloadavg()[0]]
+            summary_file.write_text(json.dumps(record))
+        figures["recipes"][name] = {"command": options(name), **json.loads(summary_file.read_text())}
+    for name in ("new", "previous"):
+        rec = figures["recipes"][name]
+        say(f"{name} recipe ({rec['command']}):")
+        index, points = first_at_target(work / name, rec["snapshots"], say)
+        rec["evaluated"] = points
+        rec["reached"] = index is not None
+        if index is not None:
+            rec["epochs_to_target"] = rec["snapshots"][index]["epoch"]
+            rec["minutes_to_target"] = rec["snapshots"][index]["seconds"] / 60
+            say(f"  {TARGET_NATS} nats reached after epoch {rec['epochs_to_target']}: "
+                f"{rec['minutes_to_target']:.1f} minutes")
+        else:
+            say(f"  {TARGET_NATS} nats not reached in {rec['snapshots'][-1]['epoch']} epochs")
+    new, old = figures["recipes"]["new"], figures["recipes"]["previous"]
+    if new["reached"] and old["reached"]:
+        figures["time_to_quality_ratio"] = new["minutes_to_target"] / old["minutes_to_target"]
+        say(f"time to {TARGET_NATS} nats, new / previous default: {figures['time_to_quality_ratio']:.2f}x "
+            f"(goal <= 0.5x)")
+    if args.result:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from _evidence import write_result
+
+        write_result(args.result, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
