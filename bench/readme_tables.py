@@ -275,6 +275,8 @@ def render_export_bench() -> str:
         out.append(f"memory roofline: {a['weight_bytes'] / 1e6:.2f} MB of weights read once per image at "
                    f"{a['read_bandwidth_gb_s']:.1f} GB/s (one thread) -> at most {a['roofline_gflops']:.1f} GFLOP/s "
                    f"= {100 * a['roofline_peak_fraction']:.0f}% of the one-core peak")
+        if "layers_ms_sum" in a:
+            out.append(f"the layers alone add up to {a['layers_ms_sum']:.3f} ms")
         out.append("whole decoder by runtime configuration:")
         for c in a["configurations"]:
             out.append(f"  {c['configuration']:<42} " + (f"{c['ms']:7.3f} ms  {100 * c['peak_fraction']:4.1f}% of peak"
