@@ -16,7 +16,8 @@ def git_commit(ignore=()) -> dict:
             out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return ""
-        return out.stdout.strip() if out.returncode == 0 else ""
+        # rstrip: a porcelain status line starts with a space (" M path") that must stay
+        return out.stdout.rstrip() if out.returncode == 0 else ""
 
     changed = [line[3:] for line in git("status", "--porcelain", "-uno").splitlines()]
     code = [p for p in changed if not any(p == i or (i.endswith("/") and p.startswith(i)) for i in ignore)]
