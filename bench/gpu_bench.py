@@ -147,11 +147,9 @@ def parity(name: str) -> dict:
 
 
 def run_worker(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                         cwd=ROOT)
-    if out.returncode != 0:
-        raise RuntimeError(f"{spec}: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from train_bench import run_worker as run_script
+
+    return run_script(spec, __file__)
 
 
 def main() -> int:

@@ -330,8 +330,9 @@ def worker(spec: dict) -> dict:
     return {"images_per_second": ips, "rss_mb": peak_rss_mb()}
 
 
-def run_worker(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
+def run_worker(spec: dict, script: str = __file__) -> dict:
+    """Run ``script --worker SPEC`` in a fresh process; its last stdout line is the JSON result."""
+    out = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True,
                          cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"{spec}: {out.stderr[-2000:]}")
