@@ -30,9 +30,9 @@ OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Optimizer steps per tf.function call when --steps-per-execution is not given: enough
-# that Python's per-call overhead vanishes (the default model trained 1.3x faster than
-# with 1; bench/results/train_bench.json), few enough that Ctrl-C and NaN checks, which
-# run between calls, still answer within a second or two.
+# that Python's per-call overhead vanishes (bench/results/train_bench.json: rows "tfvae
+# default" against "tfvae default, 1 step per call"), few enough that Ctrl-C and NaN
+# checks, which run between calls, still answer within a second or two.
 AUTO_STEPS_PER_EXECUTION = 50
 
 # Layer widths used when the user does not give them (see networks.py).
