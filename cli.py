@@ -22,23 +22,10 @@ D_DATA, D_MODEL, D_TRAIN = DataConfig(), ModelConfig(), TrainConfig()
 
 
 def _quiet_tensorflow(before_first_op=None):
-    """Import TensorFlow with its C++ start-up chatter (absl, oneDNN, CUDA probing) hidden.
+    """:func:`tfvae.quiet.quiet_tensorflow` (imported here so ``--help`` stays TensorFlow-free)."""
+    from tfvae.quiet import quiet_tensorflow
 
-    That chatter is written to file descriptor 2 before TF's own log settings apply, so
-    fd 2 is pointed at /dev/null while TensorFlow loads and initialises its devices;
-    Python errors raised meanwhile are still shown, after fd 2 is restored.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return
-    from tfvae.quiet import native_output_silenced
-
-    with native_output_silenced():
-        import tensorflow as tf
-
-        if before_first_op is not None:  # e.g. MultiWorkerMirroredStrategy, which must precede any op
-            before_first_op()
-        tf.constant(0.0) + 1.0  # device initialisation happens here
+    quiet_tensorflow(before_first_op)
 
 
 class OneLineErrors(click.Group):

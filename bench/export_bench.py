@@ -40,26 +40,11 @@ def median_seconds(fn, calls: int, warmup: int = 20) -> float:
     return statistics.median(times)
 
 
-def litert_runner(path: Path, batch: int, latent_dim: int):
-    """A zero-argument callable running ``serving_default`` once on a fixed z [batch, D]."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    from tfvae.quiet import native_output_silenced
-
-    with native_output_silenced():
-        interpreter = Interpreter(model_path=str(path), num_threads=1)
-        runner = interpreter.get_signature_runner("serving_default")
-        shape = runner.get_input_details()["z"]["shape_signature"]
-        if shape[0] != -1 and shape[0] != batch:
-            return None  # a fixed-batch model cannot run this batch
-        z = np.random.default_rng(0).standard_normal((batch, latent_dim)).astype(np.float32)
-        runner(z=z)  # resizes and allocates once
-    return lambda: runner(z=z)
-
-
-def litert_interpreter_runner(path: Path, latent_dim: int, threads: int = 1, xnnpack: bool = True):
-    """Batch-1 ``serving_default`` through LiteRT's ``Interpreter`` with ``threads`` threads,
-    with the XNNPACK delegate (LiteRT's default on CPU) or with the builtin kernels only."""
+def litert_runner(path: Path, batch: int, latent_dim: int, threads: int = 1, xnnpack: bool = True):
+    """A zero-argument callable running ``serving_default`` once on a fixed z [batch, D]
+    through LiteRT's ``Interpreter`` with ``threads`` threads, with the XNNPACK delegate
+    (LiteRT's default on CPU) or with the builtin kernels only; None when the model's
+    batch is fixed to another size."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from tfvae.quiet import native_output_silenced
@@ -68,8 +53,11 @@ def litert_interpreter_runner(path: Path, latent_dim: int, threads: int = 1, xnn
     with native_output_silenced():
         interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
         runner = interpreter.get_signature_runner("serving_default")
-        z = np.random.default_rng(0).standard_normal((1, latent_dim)).astype(np.float32)
-        runner(z=z)
+        shape = runner.get_input_details()["z"]["shape_signature"]
+        if shape[0] != -1 and shape[0] != batch:
+            return None  # a fixed-batch model cannot run this batch
+        z = np.random.default_rng(0).standard_normal((batch, latent_dim)).astype(np.float32)
+        runner(z=z)  # resizes and allocates once
     return lambda: runner(z=z)
 
 
@@ -104,7 +92,7 @@ def read_bandwidth(nbytes: int, repeats: int = 50) -> float:
     return a.nbytes / best
 
 
-def litert_analysis(export_dir: Path, version: int, folder: Path, cfg, flops: int, peak: float, calls: int) -> dict:
+def litert_analysis(folder: Path, cfg, flops: int, peak: float, calls: int) -> dict:
     """Why batch-1 float32 LiteRT decoding stays far from the one-core peak, measured.
 
     1. Each layer of the decoder converted alone (same shapes, random weights) and timed at
@@ -173,10 +161,10 @@ def litert_analysis(export_dir: Path, version: int, folder: Path, cfg, flops: in
     print(f"the layers alone add up to {out['layers_ms_sum']:.3f} ms")
     print()
     print("LiteRT float32 decoder at batch 1, by runtime configuration:")
-    configs = [("Interpreter, XNNPACK, 1 thread", lambda: litert_interpreter_runner(path, d, 1, True)),
-               ("Interpreter, XNNPACK, 2 threads", lambda: litert_interpreter_runner(path, d, 2, True)),
-               ("Interpreter, builtin kernels, 1 thread", lambda: litert_interpreter_runner(path, d, 1, False)),
-               ("Interpreter, builtin kernels, 2 threads", lambda: litert_interpreter_runner(path, d, 2, False)),
+    configs = [("Interpreter, XNNPACK, 1 thread", lambda: litert_runner(path, 1, d, 1, True)),
+               ("Interpreter, XNNPACK, 2 threads", lambda: litert_runner(path, 1, d, 2, True)),
+               ("Interpreter, builtin kernels, 1 thread", lambda: litert_runner(path, 1, d, 1, False)),
+               ("Interpreter, builtin kernels, 2 threads", lambda: litert_runner(path, 1, d, 2, False)),
                ("CompiledModel (CPU)", lambda: litert_compiled_runner(path, d))]
     for name, make in configs:
         try:
@@ -312,7 +300,7 @@ def main(argv=None) -> None:
                      "size_fraction_of_float32": size / size32 if size32 else None})
         print(f"{'onnxruntime decoder.onnx':<26}{size / 1e6:>9.2f}MB{latency * 1e3:>13.3f}{latency / ref_latency:>8.2f}"
               f"{gflops:>9.2f}{100 * gflops / peak:>7.1f}%{tput:>16.0f}{tput / ref_tput:>8.2f}")
-    analysis = litert_analysis(args.export_dir, version, folder, cfg, flops, peak, args.calls) \
+    analysis = litert_analysis(folder, cfg, flops, peak, args.calls) \
         if (folder / "decoder.tflite").is_file() else None
     litert32 = next((r for r in rows if r["runtime"] == "LiteRT decoder"), None)
     if args.shape_sweep:

@@ -163,12 +163,12 @@ def main() -> int:
         spec = json.loads(args.worker)
         print(json.dumps(parity(spec["model"]) if spec.get("parity") else throughput(spec)))
         return 0
-    from tfvae.quiet import native_output_silenced
+    from tfvae.quiet import quiet_tensorflow
 
-    with native_output_silenced():
-        import tensorflow as tf
+    quiet_tensorflow()
+    import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         print("gpu_bench: TensorFlow sees no GPU on this machine; run it where one is", file=sys.stderr)
         return 2

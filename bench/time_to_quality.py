@@ -47,16 +47,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def import_tensorflow_quietly():
-    """TensorFlow without its C++ start-up lines or retracing warnings (as ``cli.py``)."""
-    from tfvae.quiet import native_output_silenced
-
-    with native_output_silenced():
-        import tensorflow as tf
-
-        tf.constant(0.0) + 1.0
-    tf.get_logger().setLevel("ERROR")
-
 TARGET_NATS = 86.5
 FULL_K, SCREEN_K = 1000, 100
 MAX_TEST_IMAGES = None  # all 10,000 (--smoke: a few)
@@ -189,7 +179,12 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=5, help="snapshot every N epochs (and the last)")
     parser.add_argument("--result", default="time_to_quality", help="bench/results/RESULT.json; '' to skip")
     args = parser.parse_args()
-    import_tensorflow_quietly()
+    from tfvae.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # evaluating many snapshots retraces; the notices say nothing new
     if args.worker:
         train_worker(args.worker[0], Path(args.worker[1]), int(args.worker[2]), args.smoke)
         return 0

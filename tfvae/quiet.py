@@ -31,3 +31,23 @@ def native_output_silenced(fds=(2,)):
             os.dup2(copy, fd)
             os.close(copy)
         os.close(devnull)
+
+
+def quiet_tensorflow(before_first_op=None):
+    """Import TensorFlow with its C++ start-up chatter (absl, oneDNN, CUDA probing) hidden.
+
+    That chatter is written to file descriptor 2 before TF's own log settings apply, so
+    fd 2 is pointed at /dev/null while TensorFlow loads and initialises its devices;
+    Python errors raised meanwhile are still shown, after fd 2 is restored.
+    ``before_first_op``: called before any op runs (e.g. to create a
+    MultiWorkerMirroredStrategy, which must come first).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    with native_output_silenced():
+        import tensorflow as tf
+
+        if before_first_op is not None:
+            before_first_op()
+        tf.constant(0.0) + 1.0  # device initialisation happens here
