@@ -50,6 +50,11 @@ def test_model_card(export_dir):
     sizes = {q: files[f"tflite/1/decoder_{q}.tflite"]["bytes"] / f["bytes"] for q in ("float16", "int8")}
     print("size ratios to float32:", sizes)
     assert sizes["float16"] <= 0.55 and sizes["int8"] <= 0.30
+    from tfvae.lite import LITERT_RUNTIME, generate
+
+    assert card["litert_runtime"]["num_threads"] == LITERT_RUNTIME["num_threads"] >= 1
+    _, used = generate(export_dir, 2, variant="float32")
+    assert used["used"]["num_threads"] == card["litert_runtime"]["num_threads"]  # generate runs what the card says
 
 
 def prior_draws(n=256, d=8, seed=0):

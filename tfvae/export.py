@@ -43,7 +43,7 @@ import tensorflow as tf
 from . import __version__
 from . import distributions as dist
 from .config import atomic_write_text, json_text
-from .lite import sha256_file
+from .lite import LITERT_RUNTIME, sha256_file
 from .errors import TfvaeError
 from .quiet import native_output_silenced
 from .rundir import load_model
@@ -352,6 +352,7 @@ def _model_card(run_dir: Path, cfg, staging: Path, version: int, checkpoint: str
         "channels": int(cfg.model.image_shape[2]),
         "latent_dim": cfg.model.latent_dim,
         "likelihood": cfg.model.likelihood,
+        "litert_runtime": dict(LITERT_RUNTIME),
         "config": cfg.to_dict(),
         "test_metrics": evaluation,
         "files": files,

@@ -19,6 +19,12 @@ from .quiet import native_output_silenced
 VARIANTS = {"float32": "decoder.tflite", "float16": "decoder_float16.tflite",
             "dynamic": "decoder_dynamic.tflite", "int8": "decoder_int8.tflite"}
 RUNTIMES = ("litert", "onnx")
+# How generate runs a TFLite decoder: LiteRT's Interpreter with its default XNNPACK delegate
+# and 2 threads, the fastest of the configurations bench/export_bench.py times at batch 1
+# (XNNPACK on and off, 1 and 2 threads, the CompiledModel API; README "Deploy"). Each
+# export's model card records it under "litert_runtime".
+LITERT_RUNTIME = {"api": "Interpreter", "delegate": "XNNPACK", "num_threads": 2,
+                  "evidence": "bench/results/export_bench.json: litert analysis, configurations"}
 
 
 def pick_variant(folder, variant: str = "auto") -> str:
@@ -126,9 +132,10 @@ def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "auto", vers
         raise TfvaeError(f"{path} is missing (export with --tflite --quantize {variant})"
                          if variant != "float32" else f"{path} is missing")
     card = verify_export(folder)
-    interpreter = load_decoder(path)
+    interpreter = load_decoder(path, num_threads=LITERT_RUNTIME["num_threads"])
     check_decoder_shapes(interpreter, card, path)
-    card["used"] = {"runtime": "litert", "file": str(path), "variant": variant}
+    card["used"] = {"runtime": "litert", "file": str(path), "variant": variant,
+                    "num_threads": LITERT_RUNTIME["num_threads"], "delegate": LITERT_RUNTIME["delegate"]}
     return decode(interpreter, draw_prior(card, n, seed)), card
 
 
