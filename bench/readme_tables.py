@@ -153,6 +153,12 @@ def render_speed() -> str:
     for r in ev["rows"]:
         out.append(f"K={r['k']:>5}: {r['seconds']:7.1f} s   {r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:3.0f}% "
                    f"of peak")
+    if "breakdown" in ev:
+        bd = ev["breakdown"]
+        out.append(f"one evaluate call ({bd['images_per_call']} images x K = {bd['k']:,}), each part alone:")
+        for r in bd["rows"]:
+            out.append(f"  {r['part']:<40} {1e3 * r['seconds']:8.1f} ms  {r['gflops']:6.0f} GFLOP/s = "
+                       f"{100 * r['gflops'] / peak:3.0f}% of peak")
     if "evaluate_peak_fraction" in d:
         out.append(f"evaluate: {100 * d['evaluate_peak_fraction']:.0f}% of peak (K >= 1,000)   (goal >= 70%)")
     mem = d.get("cli_train", {})
