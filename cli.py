@@ -246,8 +246,8 @@ def cli():
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule, show_default=True,
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
 @click.option("--steps-per-execution", type=COUNT, default=D_TRAIN.steps_per_execution,
-              help=f"Optimizer steps per tf.function call (fewer Python round trips). [default: "
-                   f"{AUTO_STEPS_PER_EXECUTION}, at most one epoch's steps; 1 with --strategy multiworker]")
+              help=f"Optimizer steps per tf.function call (at most one epoch's steps; 1 with --strategy "
+                   f"multiworker). [default: {AUTO_STEPS_PER_EXECUTION}]")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=D_TRAIN.precision, show_default=True,
               help="Training arithmetic of the hidden layers: float32, or mixed precision (mixed_bfloat16 on CPUs "
                    "with AVX512-BF16/AMX and GPUs of compute capability 8.0+; mixed_float16 on GPUs). Refused where "

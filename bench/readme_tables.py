@@ -399,18 +399,21 @@ def render_time_to_quality() -> str:
         return _missing("time_to_quality.json",
                         "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/time_to_quality.py")
     f = record["figures"]
-    out = [f"Machine: {_machine(record)}.", "", "| recipe | command | test NLL reached (K = 1,000) | epochs | minutes |",
-           "| --- | --- | --- | --- | --- |"]
+    out = [f"Machine: {_machine(record)}.", "",
+           "| recipe | command | steps per call | seconds per epoch | test NLL reached (K = 1,000) | epochs | minutes |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in ("previous", "new"):
         r = f["recipes"][name]
+        spe = r.get("train_config", {}).get("steps_per_execution", "")
+        per_epoch = f"{r['train_summary']['seconds_per_epoch']:.1f}"
         if r["reached"]:
             point = max((p for p in r["evaluated"] if p["epoch"] == r["epochs_to_target"] and p["iw_samples"] == 1000),
                         key=lambda p: p.get("num_images", 0))  # the full protocol's point
-            out.append(f"| {name} default | `{r['command']}` | {point['nll']:.2f} ± {point['nll_stderr']:.2f} | "
-                       f"{r['epochs_to_target']} | {r['minutes_to_target']:.1f} |")
+            out.append(f"| {name} default | `{r['command']}` | {spe} | {per_epoch} | {point['nll']:.2f} ± "
+                       f"{point['nll_stderr']:.2f} | {r['epochs_to_target']} | {r['minutes_to_target']:.1f} |")
         else:
-            out.append(f"| {name} default | `{r['command']}` | not reached in {r['snapshots'][-1]['epoch']} epochs | "
-                       f"| |")
+            out.append(f"| {name} default | `{r['command']}` | {spe} | {per_epoch} | not reached in "
+                       f"{r['snapshots'][-1]['epoch']} epochs | | |")
     if "time_to_quality_ratio" in f:
         out += ["", f"Time to {f['target_nats']} nats, new / previous: **{f['time_to_quality_ratio']:.2f}×** "
                     f"(goal ≤ 0.5×)."]

@@ -221,7 +221,8 @@ def main() -> int:
             record = json.loads(summary_file.read_text())
             record["load_average_before_after"] = [load_before[0], os.getloadavg()[0]]
             summary_file.write_text(json.dumps(record))
-        figures["recipes"][name] = {"command": options(name), **json.loads(summary_file.read_text())}
+        figures["recipes"][name] = {"command": options(name), **json.loads(summary_file.read_text()),
+                                    "train_config": json.loads((run_dir / "config.json").read_text())["train"]}
     for name in ("new", "previous"):
         rec = figures["recipes"][name]
         say(f"{name} recipe ({rec['command']}):")

@@ -176,7 +176,8 @@ def test_steps_per_execution_left_out_is_chosen_per_run_and_recorded():
     from tfvae.config import AUTO_STEPS_PER_EXECUTION, RunConfig, TrainConfig
     from tfvae.train import resolve_speed
 
-    for steps_per_epoch, multi, expected in ((430, False, AUTO_STEPS_PER_EXECUTION), (8, False, 8), (430, True, 1)):
+    for steps_per_epoch, multi, expected in ((430, False, AUTO_STEPS_PER_EXECUTION),
+                                             (8, False, min(8, AUTO_STEPS_PER_EXECUTION)), (430, True, 1)):
         t = TrainConfig()
         assert t.steps_per_execution is None
         resolve_speed(t, steps_per_epoch, multi)

@@ -29,11 +29,11 @@ PRIORS = ("standard", "mog", "vamp")
 OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-# Optimizer steps per tf.function call when --steps-per-execution is not given: enough
-# that Python's per-call overhead vanishes (bench/results/train_bench.json: rows "tfvae
-# default" against "tfvae default, 1 step per call"), few enough that Ctrl-C and NaN
-# checks, which run between calls, still answer within a second or two.
-AUTO_STEPS_PER_EXECUTION = 50
+# Optimizer steps per tf.function call when --steps-per-execution is not given. 50 steps
+# per call ran faster in train_bench's 60-step windows (bench/results/train_bench.json)
+# but slower in full `cli.py train` runs (bench/results/time_to_quality.json: seconds per
+# epoch of the two recipes), so the default is one step per call until that is understood.
+AUTO_STEPS_PER_EXECUTION = 1
 
 # Layer widths used when the user does not give them (see networks.py).
 DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512], "kerasio": [16]}
