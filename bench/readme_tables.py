@@ -405,6 +405,8 @@ def render_time_to_quality() -> str:
     for name in ("previous", "new"):
         r = f["recipes"][name]
         spe = r.get("train_config", {}).get("steps_per_execution", "")
+        if spe != "" and "--steps-per-execution" not in r["command"]:  # what it ran, whatever today's default
+            r = {**r, "command": f"{r['command']} --steps-per-execution {spe}"}
         per_epoch = f"{r['train_summary']['seconds_per_epoch']:.1f}"
         if r["reached"]:
             point = max((p for p in r["evaluated"] if p["epoch"] == r["epochs_to_target"] and p["iw_samples"] == 1000),
