@@ -124,6 +124,15 @@ def _published():
     return [{"label": label, "nll": nll, "protocol": protocol} for label, nll, protocol in PUBLISHED]
 
 
+def breakdown_lines(bd: dict, peak: float) -> list:
+    """train_bench's evaluate breakdown as text lines (printed by the bench, rendered here)."""
+    out = [f"one evaluate call ({bd['images_per_call']} images x K = {bd['k']:,}), each part alone:"]
+    for r in bd["rows"]:
+        out.append(f"  {r['part']:<40} {1e3 * r['seconds']:8.1f} ms  {r['gflops']:6.0f} GFLOP/s = "
+                   f"{100 * r['gflops'] / peak:3.0f}% of peak")
+    return out
+
+
 def render_speed() -> str:
     d = _load("train_bench.json")
     if d is None:
@@ -154,11 +163,7 @@ def render_speed() -> str:
         out.append(f"K={r['k']:>5}: {r['seconds']:7.1f} s   {r['gflops']:6.0f} GFLOP/s = {100 * r['gflops'] / peak:3.0f}% "
                    f"of peak")
     if "breakdown" in ev:
-        bd = ev["breakdown"]
-        out.append(f"one evaluate call ({bd['images_per_call']} images x K = {bd['k']:,}), each part alone:")
-        for r in bd["rows"]:
-            out.append(f"  {r['part']:<40} {1e3 * r['seconds']:8.1f} ms  {r['gflops']:6.0f} GFLOP/s = "
-                       f"{100 * r['gflops'] / peak:3.0f}% of peak")
+        out += breakdown_lines(ev["breakdown"], peak)
     if "evaluate_peak_fraction" in d:
         out.append(f"evaluate: {100 * d['evaluate_peak_fraction']:.0f}% of peak (K >= 1,000)   (goal >= 70%)")
     mem = d.get("cli_train", {})
