@@ -215,7 +215,8 @@ def cli():
 @click.option("--model", type=click.Choice(MODELS), default=D_MODEL.model, show_default=True,
               help="vae; ae: deterministic autoencoder (z = encoder mean, reconstruction loss only); cvae: conditional "
                    "VAE on the one-hot label (Sohn et al. 2015); pca: probabilistic PCA in closed form "
-                   "(Tipping & Bishop 1999) with --latent-dim components.")
+                   "(Tipping & Bishop 1999) with --latent-dim components; hvae: a top-down hierarchical VAE with "
+                   "--group-dims latent groups (Sønderby et al. 2016; Vahdat & Kautz 2020).")
 @click.option("--preset", default=None,
               help="Start from a named recipe in tfvae/presets/ (e.g. mnist-best); options given here override it.")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=D_MODEL.arch, show_default=True,
@@ -227,9 +228,17 @@ def cli():
 @click.option("--sigma", type=SigmaType(), default=D_MODEL.sigma, show_default=True,
               help="Gaussian σ: a fixed positive number (σ² balances reconstruction against KL) or 'learned' (per pixel).")
 @click.option("--hidden-units", callback=_int_list, default=None,
-              help="Dense layer widths, comma-separated. [default: 512,256 for mlp; 512 for conv]")
+              help="Dense layer widths, comma-separated. [default: 512,256 for mlp; 512 for conv and resnet]")
 @click.option("--conv-filters", callback=_int_list, default=None,
-              help="Filters of the stride-2 convolutions, comma-separated (conv only). [default: 32,64]")
+              help="Filters of the stride-2 convolutions, comma-separated (conv and resnet). [default: 32,64]")
+@click.option("--res-blocks", type=click.IntRange(1, 64), default=D_MODEL.res_blocks, show_default=True,
+              help="--arch resnet: residual blocks (two 3×3 convolutions each) after each stride-2 convolution, "
+                   "in the encoder and mirrored in the decoder.")
+@click.option("--group-dims", callback=_int_list, default=None,
+              help="--model hvae: dimensions of the latent groups, top group first, comma-separated; --latent-dim "
+                   "is their sum. [default: 4,8,16,32,64, LVAE's MNIST model (Sønderby et al. 2016)]")
+@click.option("--hvae-width", type=click.IntRange(1, 65536), default=D_MODEL.hvae_width, show_default=True,
+              help="--model hvae: width of the top-down state and of the bottom-up features.")
 @click.option("--prior", type=click.Choice(PRIORS), default=D_MODEL.prior, show_default=True,
               help="p(z): N(0, I); mog: learned mixture of Gaussians; vamp: VampPrior (Tomczak & Welling 2018).")
 @click.option("--prior-components", type=click.IntRange(0, 100000), default=D_MODEL.prior_components, show_default=True,
@@ -281,7 +290,8 @@ def cli():
                    "and --deterministic may be given with it.")
 def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_fraction, split_seed, binarization,
           validation_size, max_train_examples, model, preset, arch,
-          latent_dim, likelihood, sigma, hidden_units, conv_filters, prior, prior_components, objective,
+          latent_dim, likelihood, sigma, hidden_units, conv_filters, res_blocks, group_dims, hvae_width, prior,
+          prior_components, objective,
           train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
           mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
           tensorboard, resume_dir):
@@ -316,6 +326,8 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
 
         values["image_size"] = parse_image_size(image_size)
     values["channels"] = None if channels is None else int(channels)
+    if model == "hvae" and source("latent_dim") == ParameterSource.COMMANDLINE:
+        raise TfvaeError("--latent-dim of an hvae is the sum of --group-dims; give --group-dims instead")
     if preset is not None:
         from click.core import ParameterSource
 
@@ -490,8 +502,8 @@ def export(run_dir, name, out_root, tflite, quantize, browser_weights, onnx, che
     from tfvae.rundir import read_config
 
     kind = read_config(run_dir).model.model
-    if kind not in ("vae", "ae"):
-        raise TfvaeError(f"export writes unconditional decoders: --model vae or ae, not {kind}")
+    if kind not in ("vae", "ae", "hvae"):
+        raise TfvaeError(f"export writes unconditional decoders: --model vae, hvae or ae, not {kind}")
     if quantize and not tflite:
         raise TfvaeError("--quantize needs --tflite")
     if browser_weights != "float32" and not tflite:
@@ -698,7 +710,7 @@ def traverse(run_dir, dims, steps, limit, image, out):
 
     Writes traverse.png (a row per dimension, most informative first) and traverse.json.
     """
-    _run_command_prelude(run_dir, models=("vae", "cvae", "ae"))
+    _run_command_prelude(run_dir, models=("vae", "cvae", "hvae", "ae"))
     from tfvae.latent import traverse as run_traverse
 
     result = run_traverse(run_dir, out=out, dims=dims, steps=steps, limit=limit, image=image)

@@ -96,7 +96,12 @@ BAD_TRAIN_OPTIONS = [
     (["--epochs", "0"], "--epochs"),
     (["--batch-size", "0"], "--batch-size"),
     (["--batch-size", "many"], "--batch-size"),
-    (["--arch", "resnet"], "--arch"),
+    (["--arch", "transformer"], "--arch"),
+    (["--model", "hvae", "--group-dims", "16"], "--group-dims: a hierarchical VAE needs at least 2 latent groups"),
+    (["--model", "hvae", "--group-dims", "16,0"], "--group-dims must be a list of positive integers"),
+    (["--model", "hvae", "--latent-dim", "20"], "--latent-dim of an hvae is the sum of --group-dims"),
+    (["--model", "vae", "--group-dims", "8,8"], "--group-dims needs --model hvae"),
+    (["--model", "hvae", "--prior", "vamp"], "--prior vamp needs --model vae"),
     (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
     (["--precision", "mixed_float16"], "--precision mixed_float16: this machine has no GPU"),  # CI: CPU only
 ]

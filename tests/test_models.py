@@ -21,7 +21,7 @@ VARIANTS = [("bernoulli", 0.1), ("gaussian", 0.2), ("gaussian", "learned")]
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (30, 26, 1)])
-@pytest.mark.parametrize("arch", ["mlp", "conv", "kerasio"])
+@pytest.mark.parametrize("arch", ["mlp", "conv", "kerasio", "resnet"])
 @pytest.mark.parametrize("likelihood,sigma", VARIANTS)
 def test_shapes(arch, likelihood, sigma, shape):
     model = build_model(model_config(arch, likelihood, sigma, shape), seed=0)

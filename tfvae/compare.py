@@ -87,7 +87,7 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
     bce, mse, codes = reconstruction_errors(model, images, onehot)
     activity = np.var(codes.astype(np.float64), axis=0)
     nll = neg_elbo = k = None
-    if kind in ("vae", "cvae"):
+    if kind in ("vae", "cvae", "hvae"):
         # An eval.json is reused only when its protocol is the one asked for; compare never
         # writes or replaces it (evaluate does).
         report = matching_report(run_dir, iw_samples, len(raw), seed)
@@ -110,14 +110,16 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
             sampling = "N(mean, cov) of training codes"
         else:
             sampling = {"standard": "N(0, I)", "mog": "mixture prior", "vamp": "VampPrior"}[cfg.model.prior]
+            if kind == "hvae":
+                sampling = f"hierarchical prior, {len(cfg.model.group_dims)} groups"
             if kind == "cvae":
                 sampling += ", labels cycled"
         rows.append({
             "run": run_dir.name, "model": kind, "latent_dim": cfg.model.latent_dim,
-            "beta": cfg.train.beta if kind in ("vae", "cvae") else None,
+            "beta": cfg.train.beta if kind in ("vae", "cvae", "hvae") else None,
             "objective": (f"iwae k={cfg.train.train_iw_samples}" if cfg.train.objective == "iwae" else "elbo")
-            if kind in ("vae", "cvae") else ("reconstruction" if kind == "ae" else "closed form"),
-            "prior": cfg.model.prior if kind in ("vae", "cvae") else None,
+            if kind in ("vae", "cvae", "hvae") else ("reconstruction" if kind == "ae" else "closed form"),
+            "prior": cfg.model.prior if kind in ("vae", "cvae", "hvae") else None,
             "sampling": sampling, "nll": nll, "iw_samples": k, "neg_elbo": neg_elbo,
             "bce": float(np.mean(bce)), "mse": float(np.mean(mse)),
             "active_units": int(np.sum(activity > 0.01)),

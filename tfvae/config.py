@@ -21,10 +21,10 @@ from typing import Any, Optional, Union
 
 from .errors import TfvaeError
 
-ARCHITECTURES = ("mlp", "conv", "kerasio")
+ARCHITECTURES = ("mlp", "conv", "kerasio", "resnet")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 BINARIZATIONS = ("dynamic", "static", "none")
-MODELS = ("vae", "ae", "cvae", "pca")
+MODELS = ("vae", "ae", "cvae", "pca", "hvae")
 PRIORS = ("standard", "mog", "vamp")
 OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "cosine")
@@ -36,9 +36,12 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 AUTO_STEPS_PER_EXECUTION = 1
 
 # Layer widths used when the user does not give them (see networks.py).
-DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512], "kerasio": [16]}
+DEFAULT_HIDDEN_UNITS = {"mlp": [512, 256], "conv": [512], "kerasio": [16], "resnet": [512]}
 DEFAULT_CONV_FILTERS = [32, 64]
 DEFAULT_PRIOR_COMPONENTS = {"mog": 10, "vamp": 100}
+# The hierarchical VAE's groups when --group-dims is not given, top group first: LVAE's
+# MNIST model (Sønderby et al. 2016, section 3: 64-32-16-8-4 from the bottom).
+DEFAULT_GROUP_DIMS = [4, 8, 16, 32, 64]
 
 
 def _option(name: str) -> str:
@@ -123,6 +126,11 @@ class ModelConfig:
         num_classes: number of classes of the labels a ``cvae`` is conditioned on
             (filled in from the data).
         image_shape: (H, W, C), filled in from the data when training starts.
+        res_blocks: residual blocks after each stride-2 convolution (``resnet`` only;
+            each block is two 3×3 convolutions, He et al. 2016).
+        group_dims: ``hvae`` only: dimensions of each latent group, top group first
+            (None resolves to :data:`DEFAULT_GROUP_DIMS`); ``latent_dim`` is set to their sum.
+        hvae_width: ``hvae`` only: width of the top-down state and bottom-up features.
     """
 
     model: str = "vae"
@@ -137,6 +145,9 @@ class ModelConfig:
     prior_components: int = 0
     num_classes: int = 0
     image_shape: Optional[list] = None
+    res_blocks: int = 2
+    group_dims: Optional[list] = None
+    hvae_width: int = 256
 
 
 @dataclass
@@ -215,6 +226,11 @@ class RunConfig:
             cfg.model.hidden_units = list(DEFAULT_HIDDEN_UNITS.get(cfg.model.arch, [256]))
         if cfg.model.conv_filters is None:
             cfg.model.conv_filters = list(DEFAULT_CONV_FILTERS)
+        if cfg.model.model == "hvae":
+            if cfg.model.group_dims is None:
+                cfg.model.group_dims = list(DEFAULT_GROUP_DIMS)
+            if cfg.model.group_dims and all(isinstance(v, int) for v in cfg.model.group_dims):
+                cfg.model.latent_dim = sum(cfg.model.group_dims)
         if cfg.model.prior_components == 0 and cfg.model.prior != "standard":
             cfg.model.prior_components = DEFAULT_PRIOR_COMPONENTS[cfg.model.prior]
         return cfg
@@ -258,6 +274,20 @@ class RunConfig:
             value = getattr(m, name)
             if value is not None and (not value or any(not isinstance(v, int) or v <= 0 for v in value)):
                 raise TfvaeError(f"{_option(name)} must be a list of positive integers, got {value!r}")
+        if m.arch == "resnet":
+            positive_int("res_blocks", m.res_blocks)
+        positive_int("hvae_width", m.hvae_width)
+        if m.group_dims is not None and (not m.group_dims or any(
+                isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in m.group_dims)):
+            raise TfvaeError(f"--group-dims must be a list of positive integers, got {m.group_dims!r}")
+        if m.model == "hvae":
+            if m.group_dims is not None and len(m.group_dims) < 2:
+                raise TfvaeError(f"--group-dims: a hierarchical VAE needs at least 2 latent groups, got {m.group_dims!r}")
+            if m.group_dims is not None and sum(m.group_dims) != m.latent_dim:
+                raise TfvaeError(f"--latent-dim of an hvae is the sum of --group-dims ({sum(m.group_dims)}), "
+                                 f"got {m.latent_dim}; leave --latent-dim out")
+        elif m.group_dims is not None:
+            raise TfvaeError("--group-dims needs --model hvae")
         if not m.scale_floor > 0:
             raise TfvaeError(f"--scale-floor must be positive, got {m.scale_floor!r}")
         if d.binarization is not None:
@@ -284,8 +314,8 @@ class RunConfig:
         if isinstance(t.train_iw_samples, bool) or not isinstance(t.train_iw_samples, int) or t.train_iw_samples < 1:
             raise TfvaeError(f"--train-iw-samples must be an integer >= 1 (K importance samples), got {t.train_iw_samples!r}")
         if t.objective == "iwae":
-            if m.model not in ("vae", "cvae"):
-                raise TfvaeError(f"--objective iwae needs --model vae or cvae, not {m.model}")
+            if m.model not in ("vae", "cvae", "hvae"):
+                raise TfvaeError(f"--objective iwae needs --model vae, cvae or hvae, not {m.model}")
             if t.free_bits:
                 raise TfvaeError("--free-bits applies to the ELBO's KL term; the iwae objective has none")
         elif t.train_iw_samples != 1:
@@ -338,6 +368,8 @@ class RunConfig:
                       "conv_filters": (int_list, "a list of integers or null"),
                       "scale_floor": (is_num, "a finite number"), "prior": (lambda v: isinstance(v, str), "a string"),
                       "prior_components": (is_int, "an integer"),
+                      "res_blocks": (is_int, "an integer"), "hvae_width": (is_int, "an integer"),
+                      "group_dims": (int_list, "a list of integers or null"),
                       "num_classes": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
                       "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 3
                                                               and all(is_int(x) and 0 < x <= 65536 for x in v)),

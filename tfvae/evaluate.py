@@ -37,13 +37,16 @@ _LOG_WEIGHT_FNS = weakref.WeakKeyDictionary()  # one traced function per model
 
 def log_weights_fn(model):
     """A ``tf.function`` (x [B,H,W,C], eps [S,B,D]) -> (log_w, log_lik) [S, B], plus the
-    posterior's (loc, scale) [B, D] (used for the analytic KL and active units).
+    posterior's (loc, scale) [B, D] (used for the analytic KL and active units); for a
+    hierarchical VAE also each group's KL [L, S, B].
     Cached per model, so repeated evaluations reuse its traces."""
     if model in _LOG_WEIGHT_FNS:
         return _LOG_WEIGHT_FNS[model]
 
     @tf.function(reduce_retracing=True)
     def fn(x, eps, labels=None):
+        if hasattr(model, "log_weights"):  # a hierarchical proposal (tfvae.hvae)
+            return model.log_weights(x, eps, labels)  # and the groups' KLs [L, S, B]
         q = model.posterior(x, labels)
         log_w, log_lik = log_importance_weights(x, q, model.prior(), lambda z: model.likelihood(z, labels), eps)
         return log_w, log_lik, q.mean(), q.stddev()
@@ -80,8 +83,10 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     Returns:
         Dict of per-image float64 arrays [N]: ``nll`` (−log p̂(x), Burda et al. 2015
         eq. 8), ``neg_elbo`` (reconstruction + kl), ``reconstruction`` (−(1/K) Σ_k
-        log p(x|z_k)), ``kl`` (analytic); and ``posterior_mean`` [N, D],
-        ``kl_per_dim`` [N, D].
+        log p(x|z_k)), ``kl`` (analytic; a Monte-Carlo estimate for learned priors and the
+        hierarchical VAE); and ``posterior_mean`` [N, D], ``kl_per_dim`` [N, D] (standard
+        prior), ``kl_per_group`` [N, L] (hierarchical VAE: each group's analytic KL given the
+        groups above, averaged over the K samples).
     """
     n = len(images)
     k = int(iw_samples)
@@ -89,9 +94,11 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     samples_per_call = min(k, chunk)
     images_per_call = max(1, chunk // samples_per_call)
     fn = log_weights_fn(model)
-    out = {key: [] for key in ("nll", "reconstruction", "kl", "posterior_mean", "kl_per_dim")}
+    out = {key: [] for key in ("nll", "reconstruction", "kl", "posterior_mean", "kl_per_dim", "kl_per_group")}
     bar = keras.utils.Progbar(n, unit_name="image") if progress else None
-    standard = model.config.prior == "standard"
+    # The analytic KL needs a one-layer posterior and the standard prior; otherwise (learned
+    # priors, the hierarchical VAE) KL = E_q[log q − log p] from the same samples.
+    standard = model.config.prior == "standard" and not hasattr(model, "log_weights")
     if getattr(model, "conditional", False):
         if labels is None:
             raise TfvaeError("a conditional VAE is evaluated with the test labels; the dataset has none")
@@ -103,17 +110,22 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
         b = int(x.shape[0])
         noise = np.ascontiguousarray(image_noise(seed, range(first_index + start, first_index + start + b), k, d)
                                      .transpose(1, 0, 2))  # [K, b, D]
-        log_w, log_lik = [], []
+        log_w, log_lik, kl_groups = [], [], 0.0
         for s0 in range(0, k, samples_per_call):
             eps = tf.constant(noise[s0:s0 + samples_per_call])
-            lw, ll, loc, scale = fn(x, eps) if y is None else fn(x, eps, y)
+            outs = fn(x, eps) if y is None else fn(x, eps, y)
+            lw, ll, loc, scale = outs[:4]
             log_w.append(lw.numpy())
             log_lik.append(ll.numpy())
+            if len(outs) == 5:  # [L, S, B] -> the sum over samples, [B, L]
+                kl_groups = kl_groups + outs[4].numpy().astype(np.float64).sum(axis=1).T
         log_w, log_lik = np.concatenate(log_w), np.concatenate(log_lik)
         reconstruction = -log_lik.astype(np.float64).mean(axis=0)
         out["nll"].append(-iw_log_likelihood(log_w, axis=0))
         out["reconstruction"].append(reconstruction)
         out["posterior_mean"].append(loc.numpy())
+        if len(outs) == 5:
+            out["kl_per_group"].append(kl_groups / k)
         if standard:
             kl_dims = dist.kl_per_dimension(loc, scale).numpy().astype(np.float64)
             out["kl"].append(kl_dims.sum(axis=1))
@@ -127,14 +139,24 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     return result
 
 
-def summarize(result: dict) -> dict:
+def summarize(result: dict, group_dims=None) -> dict:
     """Means over images (nats per image), the NLL's standard error, active units.
 
     Active units (Burda et al. 2015, section 5.2): dimension d is active when
-    Cov_x(E_q[z_d]) > 0.01, i.e. the variance over images of the posterior mean.
+    Cov_x(E_q[z_d]) > 0.01, i.e. the variance over images of the posterior mean. With
+    ``group_dims`` (a hierarchical VAE, top group first) also ``kl_per_group`` and
+    ``active_units_per_group``; there the posterior mean is that of the noise ε along the
+    mean path (:attr:`tfvae.hvae.HierarchicalVAE.encoder`).
     """
     n = len(result["nll"])
     activity = np.var(result["posterior_mean"].astype(np.float64), axis=0)
+    groups = {}
+    if group_dims is not None and "kl_per_group" in result:
+        edges = np.cumsum([0] + list(group_dims))
+        groups = {"group_dims": [int(d) for d in group_dims],
+                  "kl_per_group": [float(v) for v in np.mean(result["kl_per_group"], axis=0)],
+                  "active_units_per_group": [int(np.sum(activity[a:b] > ACTIVE_UNIT_THRESHOLD))
+                                             for a, b in zip(edges[:-1], edges[1:])]}
     return {
         "neg_elbo": float(np.mean(result["neg_elbo"])),
         "reconstruction": float(np.mean(result["reconstruction"])),
@@ -146,6 +168,7 @@ def summarize(result: dict) -> dict:
         "latent_dim": int(activity.shape[0]),
         "activity_per_dim": [float(v) for v in activity],
         "kl_per_dim": [float(v) for v in np.mean(result["kl_per_dim"], axis=0)] if "kl_per_dim" in result else None,
+        **groups,
     }
 
 
@@ -248,15 +271,17 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
 
         d = model.latent_dim
         widths = {"nll": (), "reconstruction": (), "kl": (), "posterior_mean": (d,)}
-        if model.config.prior == "standard":
+        if model.config.prior == "standard" and not hasattr(model, "log_weights"):
             widths["kl_per_dim"] = (d,)
+        if model.config.group_dims:
+            widths["kl_per_group"] = (len(model.config.group_dims),)
         block = max(1, chunk // min(iw_samples, chunk))  # the images of one batched call, as on one machine
         result = evaluate_sharded(workers, lambda a, b: evaluate_images(
             model, images[a:b], iw_samples=iw_samples, seed=seed, chunk=chunk, progress=False,
             labels=None if labels is None else labels[a:b], first_index=a), len(images), block, widths)
         result["neg_elbo"] = result["reconstruction"] + result["kl"]
     seconds = time.perf_counter() - start
-    metrics = summarize(result)
+    metrics = summarize(result, model.config.group_dims if cfg.model.model == "hvae" else None)
     shape = tuple(cfg.model.image_shape)
     for key in ("nll", "neg_elbo"):
         metrics[f"{key}_bits_per_dim"], conversion = bits_per_dim(metrics[key], shape, cfg.model.likelihood,
@@ -390,8 +415,11 @@ def format_report(report: dict) -> str:
         ("  KL(q‖p)", f"{m['kl']:.2f} nats"),
         ("ELBO gap (−ELBO − NLL)", f"{m['elbo_gap']:.2f} nats"),
         ("active units", f"{m['active_units']} of {m['latent_dim']}  (Cov_x E_q[z_d] > {ACTIVE_UNIT_THRESHOLD})"),
-        ("KL per dimension", " ".join(f"{v:.1f}" for v in sorted(m["kl_per_dim"], reverse=True)) + "  (nats, sorted)"
-         if m.get("kl_per_dim") else "n/a (learned prior: KL is a Monte-Carlo estimate of the total)"),
+        *([("KL per group", " ".join(f"{v:.1f}" for v in m["kl_per_group"]) + "  (nats, top group first)"),
+           ("active units per group", " ".join(f"{a}/{d}" for a, d in zip(m["active_units_per_group"], m["group_dims"])))]
+          if "kl_per_group" in m else
+          [("KL per dimension", " ".join(f"{v:.1f}" for v in sorted(m["kl_per_dim"], reverse=True)) + "  (nats, sorted)"
+            if m.get("kl_per_dim") else "n/a (learned prior: KL is a Monte-Carlo estimate of the total)")]),
         ("protocol", f"{p['dataset']} {p['split']}, {p['num_images']} images, binarization {p['binarization']}"
                      + (f" (seed {p['binarization_seed']})" if p["binarization_seed"] is not None else "")),
         ("time", f"{report['seconds']:.1f} s"),

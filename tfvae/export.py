@@ -14,7 +14,11 @@ Signatures (every graph is tensor in, tensor out; randomness stays outside, as a
   (the likelihood mean, in [0, 1]) and the raw likelihood parameters (``logits``, or
   ``loc`` and ``scale``).
 * decoder ``sample``: ``eps`` float32 [B, D], standard-normal noise, mapped through the
-  prior (z = eps for N(0, I)) -> the same outputs plus ``z``. For a learned mixture prior
+  prior (z = eps for N(0, I)) -> the same outputs plus ``z``. A hierarchical VAE's
+  decoder input is the noise of its latent groups, concatenated top group first (each
+  group's conditional prior p(z_l | z_<l) is inside the graph); its decoder SavedModel
+  also has ``sample_groups``, taking each group's noise as its own input ``eps_1`` (top)
+  … ``eps_L``. For a learned mixture prior
   (``--prior mog|vamp``) it also takes ``u`` float32 [B], uniform in [0, 1), which picks
   the component (inverse CDF); z = loc_c + scale_c · eps.
 * encoder ``serving_default``: ``images`` float32 [B, H, W, C] in [0, 1] -> ``mean`` and
@@ -77,6 +81,15 @@ def _decoder_archive(model, batch=None):
             return {**_decoder_outputs(model, z), "z": z}
 
         archive.add_endpoint("sample", sample, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="eps")])
+        if model.config.model == "hvae":
+            dims = model.config.group_dims
+
+            def sample_groups(*eps_groups):
+                z = tf.concat(eps_groups, axis=-1)  # the decoder maps each group's noise through its prior
+                return {**_decoder_outputs(model, z), "z": z}
+
+            archive.add_endpoint("sample_groups", sample_groups, input_signature=[
+                tf.TensorSpec([batch, g], tf.float32, name=f"eps_{i + 1}") for i, g in enumerate(dims)])
         return archive
     # A learned prior (mixture of Gaussians, or the VampPrior's mixture of its pseudo-inputs'
     # posteriors) is baked in as constants: component c = inverse CDF of u, z = loc_c + scale_c · eps.
@@ -98,6 +111,12 @@ def _decoder_archive(model, batch=None):
 def prior_card(model) -> dict:
     """The prior as the model card records it: N(0, I), or the mixture's parameters
     (weights [M], loc [M, D], scale [M, D]) so that a device can draw z without TensorFlow."""
+    if model.config.model == "hvae":
+        dims = list(model.config.group_dims)
+        return {"kind": "hierarchical", "group_dims": dims,
+                "description": f"top-down hierarchy of {len(dims)} latent groups: the decoder's input is the groups' "
+                               "standard-normal noise, concatenated top group first (dimensions "
+                               f"{', '.join(map(str, dims))}); each group's conditional prior is inside the graph"}
     if model.config.prior == "standard":
         return {"kind": "standard", "description": "standard normal N(0, I)"}
     log_w, loc, scale = model.prior_mixture()

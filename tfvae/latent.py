@@ -272,7 +272,9 @@ def traverse(run_dir, out=None, dims: int = 10, steps: int = 9, limit: float = 3
     others stay at the posterior mean of test image ``image`` (Higgins et al. 2017, fig. 1).
 
     Rows are the ``dims`` dimensions with the largest average KL (most informative first;
-    for a learned prior, the largest variance of the posterior means); columns the sweep.
+    for a learned prior, the largest variance of the posterior means; for a hierarchical
+    VAE, dimensions of the top group's noise with the lower groups at their posterior
+    means); columns the sweep.
     A conditional VAE keeps the test image's label. Writes ``traverse.png`` and
     ``traverse.json`` (dimensions, their KL or activity, the sweep values).
 
@@ -305,6 +307,10 @@ def traverse(run_dir, out=None, dims: int = 10, steps: int = 9, limit: float = 3
     else:
         score = np.var(loc, axis=0)
         measure = "variance of the posterior mean over test images"
+    if cfg.model.model == "hvae":  # the top group's dimensions: the lower groups refine what it decides
+        top = cfg.model.group_dims[0]
+        score = score[:top]
+        measure += " (top latent group of the hierarchy; noise space, mean path)"
     order = np.argsort(-score)[:dims]
     values = np.linspace(-limit, limit, steps)
     base = loc[image]

@@ -226,13 +226,14 @@ def check_decoder_shapes(interpreter, card: dict, path) -> None:
 def draw_prior(card: dict, n: int, seed: int = 0) -> np.ndarray:
     """n draws z ~ p(z) from the model card's prior (numpy ``default_rng(seed)``): float32 [n, D].
 
-    N(0, I) for the standard prior; for a learned mixture, a component c ~ weights, then
+    N(0, I) for the standard prior and for a hierarchical VAE (whose decoder input is its
+    groups' standard-normal noise); for a learned mixture, a component c ~ weights, then
     z = loc_c + scale_c · eps.
     """
     rng = np.random.default_rng(seed)
     eps = rng.standard_normal((n, int(card["latent_dim"])))
     prior = card.get("prior")
-    if not isinstance(prior, dict) or prior.get("kind", "standard") == "standard":
+    if not isinstance(prior, dict) or prior.get("kind", "standard") in ("standard", "hierarchical"):
         return eps.astype(np.float32)
     weights = np.asarray(prior["weights"], np.float64)
     c = rng.choice(len(weights), size=n, p=weights / weights.sum())

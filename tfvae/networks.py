@@ -156,11 +156,7 @@ def build_encoder(cfg: ModelConfig) -> keras.Model:
     """
     shape = tuple(cfg.image_shape)
     inputs = keras.Input(shape, name="images")
-    h = inputs
-    if cfg.arch in ("conv", "kerasio"):
-        for i, f in enumerate(cfg.conv_filters):
-            h = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(h)
-    h = layers.Flatten(name="flatten")(h)
+    h = _trunk(cfg, inputs)
     if is_conditional(cfg):
         labels = keras.Input((cfg.num_classes,), name="labels")
         h = layers.Concatenate(name="with_labels")([h, labels])
@@ -173,6 +169,35 @@ def build_encoder(cfg: ModelConfig) -> keras.Model:
     scale = PositiveScale(cfg.scale_floor, name="scale", dtype="float32")(
         layers.Dense(cfg.latent_dim, name="scale_raw", dtype="float32")(h))
     return keras.Model(inputs, {"loc": loc, "scale": scale}, name="encoder")
+
+
+def _residual(h, filters: int, name: str):
+    """h + conv(relu(conv(relu(h)))), 3×3 ``same`` convolutions (He et al. 2016, pre-activation form)."""
+    r = layers.Conv2D(filters, 3, padding="same", name=f"{name}a")(layers.Activation("relu", name=f"{name}_relu")(h))
+    r = layers.Conv2D(filters, 3, padding="same", name=f"{name}b")(layers.Activation("relu", name=f"{name}a_relu")(r))
+    return layers.Add(name=f"{name}_add")([h, r])
+
+
+def _trunk(cfg: ModelConfig, images):
+    """The encoder's body: images [B, H, W, C] -> flat features [B, F] (``conv``/``kerasio``:
+    stride-2 convolutions; ``resnet``: each followed by ``res_blocks`` residual blocks;
+    ``mlp``: flatten). The layer names are the checkpoints' (do not rename)."""
+    h = images
+    if cfg.arch in ("conv", "kerasio", "resnet"):
+        for i, f in enumerate(cfg.conv_filters):
+            h = layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"conv{i}")(h)
+            if cfg.arch == "resnet":
+                for j in range(cfg.res_blocks):
+                    h = _residual(h, f, f"res{i}_{j}")
+                h = layers.Activation("relu", name=f"res{i}_out")(h)
+    return layers.Flatten(name="flatten")(h)
+
+
+def build_trunk(cfg: ModelConfig, name: str = "trunk") -> keras.Model:
+    """The encoder's body as its own model: images [B, H, W, C] -> features [B, F] float
+    (the hierarchical VAE's bottom-up network starts with it)."""
+    images = keras.Input(tuple(cfg.image_shape), name="images")
+    return keras.Model(images, _trunk(cfg, images), name=name)
 
 
 def build_decoder(cfg: ModelConfig) -> keras.Model:
@@ -193,15 +218,22 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
         return _kerasio_decoder(cfg, inputs, h)
     for i, units in enumerate(reversed(cfg.hidden_units)):
         h = layers.Dense(units, activation="relu", name=f"dense{i}")(h)
-    if cfg.arch == "conv":
+    if cfg.arch in ("conv", "resnet"):
         filters = list(cfg.conv_filters)
         lh, lw = _low_resolution(shape, len(filters))
         h = layers.Dense(lh * lw * filters[-1], activation="relu", name="project")(h)
         h = layers.Reshape((lh, lw, filters[-1]), name="unflatten")(h)
         # Mirror of the encoder: upsample through filters[-2], ..., filters[0], then the
         # last stride-2 layer writes the output channels.
+        if cfg.arch == "resnet":
+            for j in range(cfg.res_blocks):
+                h = _residual(h, filters[-1], f"dres_top_{j}")
         for i, f in enumerate(reversed(filters[:-1])):
             h = layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu", name=f"deconv{i}")(h)
+            if cfg.arch == "resnet":
+                for j in range(cfg.res_blocks):
+                    h = _residual(h, f, f"dres{i}_{j}")
+                h = layers.Activation("relu", name=f"dres{i}_out")(h)
         out_h, out_w = lh * 2 ** len(filters), lw * 2 ** len(filters)
 
         def head(name):

@@ -57,6 +57,8 @@ def sample_title(model, source: str = "prior") -> str:
     if source == "fitted":
         return "E[x|z], z ~ N(mean, cov) fitted to the training codes"
     prior = {"standard": "N(0, I)", "mog": "the learned mixture prior", "vamp": "the VampPrior"}[model.config.prior]
+    if model.config.model == "hvae":
+        return f"E[x|z], z ~ the hierarchical prior ({len(model.config.group_dims)} groups, top first)"
     return f"E[x|z], z ~ {prior}"
 
 

@@ -1,0 +1,265 @@
+"""Top-down hierarchical VAE (``--model hvae``): L groups of latent variables z_1 … z_L.
+
+Generative model, top group first (Sønderby et al. 2016, LVAE, eq. 1; Vahdat & Kautz 2020,
+NVAE, eq. 1; Child 2021, VDVAE):
+
+    p(z_1) = N(0, I),   p(z_l | z_<l) = N(μ_l^p(h_l), σ_l^p(h_l)),   p(x | z_1..L) = p(x | h_L+1)
+
+where h is a deterministic top-down state: h_1 a learned constant, h_l+1 = block_l(h_l +
+merge_l(z_l)) (residual). The posterior follows the same top-down order, each group
+conditioned on the image through a bottom-up feature a_l and on the groups above
+through h_l, parameterized relative to the prior (NVAE, section 3.2):
+
+    q(z_l | x, z_<l) = N(μ_l^p + σ_l^p · Δμ_l,  σ_l^p · Δσ_l),   (Δμ_l, Δσ_l) = f_l(h_l, a_l)
+
+so KL(q(z_l|x, z_<l) ‖ p(z_l|z_<l)) = KL(N(Δμ_l, Δσ_l) ‖ N(0, I)) (the KL is invariant under the
+shared affine map), analytic per group. With ε_l ~ N(0, I):
+
+* a sample of the prior is z_l = μ_l^p + σ_l^p · ε_l, so the generative network is a
+  deterministic function of the concatenated noise ε = (ε_1, …, ε_L) ~ N(0, I_D),
+  D = Σ_l d_l. That function is :attr:`HierarchicalVAE.decoder` (input ``z`` = ε
+  [B, D]); exported, sampled and traversed like the one-layer VAE's decoder, with
+  builtin ops only (dense, add, multiply, softplus).
+* a sample of the posterior is z_l = μ_l^p + σ_l^p · (Δμ_l + Δσ_l · ε_l).
+
+The ELBO is E_q[log p(x|z)] − Σ_l E_q[KL_l] (LVAE eq. 4 / NVAE eq. 2, the KL of each group
+analytic given the samples of the groups above), and the importance weight of a sample is
+log p(x|z) + Σ_l [log p(z_l|z_<l) − log q(z_l|x, z_<l)] (Burda et al. 2015, eq. 8, with the
+hierarchical proposal q(z_1..L|x)). Free bits apply per group: max(λ·d_l, KL_l) (Kingma et
+al. 2016, eq. 15; NVAE and IAF apply it per group).
+
+Shapes: group l holds d_l = ``group_dims[l]`` dimensions (top group first); the flat noise
+and the latent space exposed to ``sample``/``traverse``/``export`` are float32 [B, D].
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+from keras import layers, ops
+
+from . import distributions as dist
+from .config import ModelConfig
+from .models import VAE
+from .networks import PositiveScale, build_decoder, build_trunk
+from .objectives import iw_log_likelihood
+
+tfd = tfp.distributions
+
+
+def group_slices(group_dims):
+    """[(start, stop)] of each group in the flat latent vector, top group first."""
+    edges = np.cumsum([0] + list(group_dims))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class LearnedConstant(layers.Layer):
+    """A trainable vector [W] broadcast over the batch: input [B, ...] -> [B, W] (the
+    top-down state h_1 before any latent group)."""
+
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+
+    def build(self, input_shape):
+        self.value = self.add_weight(name="value", shape=(self.width,), initializer="zeros")
+
+    def call(self, x):
+        return ops.broadcast_to(ops.cast(self.value, self.compute_dtype), (ops.shape(x)[0], self.width))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.width)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+class HierarchicalVAE(VAE):
+    """The top-down hierarchical VAE of this module's docstring.
+
+    Args: as :class:`tfvae.models.VAE`; ``config.group_dims`` gives the groups (top first;
+    ``config.latent_dim`` is their sum) and ``config.hvae_width`` the width of the
+    top-down state h and of the bottom-up features. The standard prior, every likelihood,
+    the ``elbo`` and ``iwae`` objectives, β, KL warm-up and free bits (per group) apply;
+    labels do not (no conditional hierarchy).
+
+    Attributes:
+        encoder: Keras model images [B, H, W, C] -> {"loc", "scale"} [B, D], the posterior
+            of the noise ε along the mean path (each group's (Δμ_l, Δσ_l) with the groups
+            above at their posterior means): reconstructions, active units and the
+            exported encoder use it. The loss and the NLL use the sampled hierarchy
+            (:meth:`hierarchy`).
+        decoder: Keras model ε [B, D] -> the likelihood's parameters [B, H, W, C] (the
+            prior's top-down pass).
+        group_dims: d_l per group, top group first.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        dims = [int(d) for d in (config.group_dims or [])]
+        if len(dims) < 2 or sum(dims) != config.latent_dim:
+            raise ValueError(f"hvae needs >= 2 latent groups summing to latent_dim ({config.latent_dim}), got {dims}")
+        width = int(config.hvae_width)
+        # Bottom-up: the trunk, then one residual dense step per group below the top, so
+        # the top group reads the most processed features (LVAE, NVAE).
+        images = keras.Input(tuple(config.image_shape), name="images")
+        a = layers.Dense(width, activation="relu", name="bu_in")(build_trunk(config)(images))
+        feats = [a]
+        for i in range(len(dims) - 1):
+            a = layers.Add(name=f"bu_res{i}")([a, layers.Dense(width, activation="relu", name=f"bu{i}")(a)])
+            feats.append(a)
+        bottom_up = keras.Model(images, feats[::-1], name="bottom_up")  # top group's features first
+        cells = _Cells(config, dims, width)
+        out_cfg = ModelConfig(**{**vars(config), "latent_dim": width, "model": "vae", "group_dims": None})
+        output_net = build_decoder(out_cfg)
+        output_net.name = "output_net"
+        eps = keras.Input((config.latent_dim,), name="z")
+        decoder = keras.Model(eps, output_net(cells.prior_pass(eps)), name="decoder")
+        loc, scale = cells.mean_path(bottom_up(images))
+        encoder = keras.Model(images, {"loc": loc, "scale": scale}, name="encoder")
+        super().__init__(config, encoder=encoder, decoder=decoder, **kwargs)
+        self.group_dims = dims
+        self.bottom_up, self.cells, self.output_net = bottom_up, cells, output_net
+
+    def hierarchy(self, x, eps, training=False, features=None):
+        """One pass of the posterior hierarchy with S samples per image.
+
+        Args:
+            x: images float32 [B, H, W, C].
+            eps: standard-normal noise float32 [S, B, D].
+            features: ``bottom_up(x)`` when already computed.
+
+        Returns:
+            Dict of float32: ``log_lik`` log p(x|z) [S, B]; ``kl`` [L, S, B], each group's
+            analytic KL(q(z_l|x, z_<l) ‖ p(z_l|z_<l)) in nats given the sampled groups
+            above; ``log_p``, ``log_q`` [S, B]: Σ_l log p(z_l|z_<l) and Σ_l log q(z_l|x, z_<l)
+            at the samples.
+        """
+        x = tf.cast(x, tf.float32)
+        s, b = tf.shape(eps)[0], tf.shape(x)[0]
+        feats = [tf.reshape(tf.broadcast_to(f, tf.concat([[s], tf.shape(f)], 0)), [s * b, -1])
+                 for f in (self.bottom_up(x, training=training) if features is None else features)]
+        p_terms, params = self.cells.posterior_pass(feats, tf.reshape(eps, [s * b, self.latent_dim]), training)
+        params = self.output_net(params, training=training)
+        params = {k: tf.reshape(v, tf.concat([[s, b], tf.shape(v)[1:]], 0)) for k, v in params.items()}
+        log_lik = dist.likelihood(params, self.config.likelihood, self.config.sigma).log_prob(x)  # [S, B]
+        kls, log_p, log_q = [], 0.0, 0.0
+        for p, q, z in p_terms:
+            kls.append(tf.reshape(tfd.kl_divergence(q, p), [s, b]))
+            log_p += tf.reshape(p.log_prob(z), [s, b])
+            log_q += tf.reshape(q.log_prob(z), [s, b])
+        return {"log_lik": log_lik, "kl": tf.stack(kls), "log_p": log_p, "log_q": log_q}
+
+    # ---- objective: VAE's apply_step / evaluate_step call these ---------------------
+    def elbo_terms(self, x, labels=None, training=False, samples=None, eps=None):
+        """(reconstruction, kl) per image, float32 [B] each, nats: −(1/S) Σ_s log p(x|z_s) and
+        (1/S) Σ_s Σ_l KL_l (each group's analytic KL given the sampled groups above)."""
+        out = self.hierarchy(x, self._noise(x, self.mc_samples if samples is None else samples, eps), training)
+        return -tf.reduce_mean(out["log_lik"], 0), tf.reduce_mean(tf.reduce_sum(out["kl"], 0), 0)
+
+    def losses_for(self, x, labels=None, eps=None, training=False, weight=None):
+        """(loss, reconstruction, kl, weight), batch means in nats, as :meth:`VAE.losses_for`.
+        Free bits act per group: Σ_l max(λ·d_l, KL_l), KL_l the batch mean."""
+        weight = self.kl_weight() if weight is None else tf.constant(weight, tf.float32)
+        iwae = self.objective == "iwae"
+        out = self.hierarchy(x, self._noise(x, self.iw_samples if iwae else self.mc_samples, eps), training)
+        reconstruction = -tf.reduce_mean(out["log_lik"])
+        if iwae:
+            log_ratio = out["log_p"] - out["log_q"]
+            bound = iw_log_likelihood(out["log_lik"] + weight * log_ratio, axis=0)
+            return -tf.reduce_mean(bound), reconstruction, -tf.reduce_mean(log_ratio), weight
+        per_group = tf.reduce_mean(out["kl"], axis=[1, 2])  # [L]
+        kl = tf.reduce_sum(per_group)
+        kl_term = kl
+        if self.free_bits > 0:
+            kl_term = tf.reduce_sum(tf.maximum(per_group, self.free_bits * tf.constant(self.group_dims, tf.float32)))
+        return reconstruction + weight * kl_term, reconstruction, kl, weight
+
+    def log_weights(self, x, eps, labels=None):
+        """Importance weights of the hierarchical proposal for noise eps [K, B, D]:
+        (log_w, log_lik) float32 [K, B], log w = log p(x|z) + Σ_l [log p(z_l|z_<l) −
+        log q(z_l|x, z_<l)]; the mean-path posterior (loc, scale) [B, D]; the groups'
+        KLs [L, K, B]."""
+        features = self.bottom_up(tf.cast(x, tf.float32))
+        out = self.hierarchy(x, eps, features=features)
+        loc, scale = self.cells.mean_path(features)  # the encoder's outputs, from the same features
+        return out["log_lik"] + out["log_p"] - out["log_q"], out["log_lik"], loc, scale, out["kl"]
+
+    def free_bits_kl(self, q):
+        raise NotImplementedError("HierarchicalVAE applies free bits per group (losses_for)")
+
+
+class _Cells:
+    """The top-down cells' layers, shared by the prior pass (the decoder), the mean path
+    (the encoder) and the sampled posterior pass (the loss). Written with ``keras.ops`` so
+    the same code builds the functional models and runs eagerly / in ``tf.function``."""
+
+    def __init__(self, config: ModelConfig, dims, width: int):
+        self.dims, self.slices, self.width = dims, group_slices(dims), width
+        self.h0 = LearnedConstant(width, name="h0")
+        self.prior = [None] + [layers.Dense(2 * d, name=f"prior{i}", dtype="float32") for i, d in enumerate(dims)
+                               if i > 0]
+        self.posterior = [layers.Dense(2 * d, name=f"posterior{i}", dtype="float32") for i, d in enumerate(dims)]
+        self.merge = [layers.Dense(width, name=f"merge{i}") for i in range(len(dims))]
+        self.block = [(layers.Dense(width, activation="relu", name=f"block{i}a"), layers.Dense(width, name=f"block{i}b"))
+                      for i in range(len(dims))]
+        self.positive = PositiveScale(config.scale_floor, name="positive", dtype="float32")
+
+    def prior_params(self, i, h):
+        """(loc, scale) of p(z_i | z_<i), float32 [N, d_i]; for the top group the scalars
+        (0, 1) of N(0, I), which broadcast."""
+        if i == 0:
+            return 0.0, 1.0
+        loc, raw = ops.split(self.prior[i](h), 2, axis=-1)
+        return loc, self.positive(raw)
+
+    def posterior_params(self, i, h, a):
+        """(Δμ, Δσ) float32 [N, d_i]: q(z_i | x, z_<i) = N(μ^p + σ^p Δμ, σ^p Δσ)."""
+        d_mu, raw = ops.split(self.posterior[i](ops.concatenate([h, ops.cast(a, h.dtype)], -1)), 2, axis=-1)
+        return d_mu, self.positive(raw)
+
+    def advance(self, i, h, z):
+        """h_{i+1} = h' + block(relu(h')), h' = h_i + merge_i(z_i)."""
+        h = h + self.merge[i](z)
+        a, b = self.block[i]
+        return h + b(a(ops.relu(h)))
+
+    def prior_pass(self, eps):
+        """ε [B, D] -> h after the last group, z_l = μ^p + σ^p ε_l."""
+        h = self.h0(eps)
+        for i, (lo, hi) in enumerate(self.slices):
+            loc, scale = self.prior_params(i, h)
+            h = self.advance(i, h, loc + scale * eps[:, lo:hi])
+        return h
+
+    def mean_path(self, feats):
+        """Bottom-up features (top group's first) -> (Δμ, Δσ) [B, D] with z_l at q's mean."""
+        h = self.h0(feats[0])
+        mus, sigmas = [], []
+        for i in range(len(self.dims)):
+            loc, scale = self.prior_params(i, h)
+            d_mu, d_sigma = self.posterior_params(i, h, feats[i])
+            mus.append(d_mu)
+            sigmas.append(d_sigma)
+            h = self.advance(i, h, loc + scale * d_mu)
+        return ops.concatenate(mus, -1), ops.concatenate(sigmas, -1)
+
+    def posterior_pass(self, feats, eps, training=False):
+        """Sampled posterior pass for features [N, W] and noise ε [N, D]: ([(p_l, q_l, z_l)]
+        with ``tfd`` Independent Normals of event [d_l] and z_l [N, d_l], h after the last group)."""
+        h = self.h0(feats[0])
+        terms = []
+        for i, (lo, hi) in enumerate(self.slices):
+            loc, scale = self.prior_params(i, h)
+            d_mu, d_sigma = self.posterior_params(i, h, feats[i])
+            if i == 0:
+                loc, scale = tf.zeros_like(d_mu), tf.ones_like(d_sigma)
+            p = tfd.Independent(tfd.Normal(loc, scale), 1)
+            q = tfd.Independent(tfd.Normal(loc + scale * d_mu, scale * d_sigma), 1)
+            z = loc + scale * (d_mu + d_sigma * eps[:, lo:hi])
+            terms.append((p, q, z))
+            h = self.advance(i, h, z)
+        return terms, h
