@@ -10,7 +10,8 @@ already finished; a symlink NAME -> an existing run reuses that run):
 
 * keras-io example architecture (``--arch kerasio``), latent 2, 30 epochs;
 * PyTorch example's MLP 784-400-20 (``--arch mlp --hidden-units 400 --latent-dim 20``), 10 epochs;
-* ``--preset mnist-best``.
+* ``--preset mnist-best``;
+* ``--preset mnist-hvae`` (the hierarchical VAE).
 
 Protocol: dynamically binarized MNIST, test split (binarized once, seed 0), the weights
 with the best validation score, K importance samples (Burda et al. 2015 use K = 5,000 on
@@ -36,10 +37,13 @@ ROWS = [
     ("pytorch-mlp-z20", "PyTorch example MLP 784-400-20, 10 epochs",
      ["--arch", "mlp", "--hidden-units", "400", "--latent-dim", "20", "--epochs", "10"]),
     ("mnist-best", "tfvae `--preset mnist-best`", ["--preset", "mnist-best"]),
+    ("mnist-hvae", "tfvae `--preset mnist-hvae` (hierarchical, 5 groups)", ["--preset", "mnist-hvae"]),
 ]
 PUBLISHED = [
     ("VAE, 1 stochastic layer (Burda et al. 2015, table 1)", "86.76", "K = 5,000, dynamic binarization"),
     ("IWAE k=50, 1 stochastic layer (Burda et al. 2015, table 1)", "84.78", "K = 5,000, dynamic binarization"),
+    ("LVAE, 5 stochastic layers (Sønderby et al. 2016)", "81.74", "K = 5,000, dynamic binarization"),
+    ("ResNet VAE with IAF posterior (Kingma et al. 2016)", "79.10", "K = 5,000, dynamic binarization"),
     ("VampPrior, convolutional HVAE (Tomczak & Welling 2018, table 2)", "78.45 (PixelHVAE + VampPrior)",
      "K = 5,000, dynamic binarization"),
     ("NVAE (Vahdat & Kautz 2020, table 2): state of the art", "78.01", "dynamically binarized MNIST, K = 1,000"),

@@ -30,6 +30,10 @@ def combinations():
             values["sigma"] = sigma
         if objective == "iwae":
             values["train_iw_samples"] = 2
+        if model == "hvae":  # two one-dimensional groups (latent_dim 2) and a narrow top-down state
+            values.update(group_dims=[1, 1], hvae_width=8)
+        if arch == "resnet":
+            values["res_blocks"] = 1
         yield f"{model}-{prior}-{objective}-{likelihood}{sigma or ''}-{arch}", values
 
 
