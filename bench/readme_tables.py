@@ -74,24 +74,43 @@ def render_default_run() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_mnist_best() -> str:
-    record = _load("mnist_best_run.json")
+def _render_preset_run(preset: str, stem: str) -> str:
+    """A preset's training and evaluation from ``bench/results/STEM_run.json`` (written by
+    ``bench/default_run.py --preset PRESET --out STEM``); for a hierarchical VAE also the KL
+    and active units of each latent group, and the validation curve (``loss.png``)."""
+    record = _load(f"{stem}_run.json")
     if record is None:
-        return _missing("mnist_best_run.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py "
-                        "--preset mnist-best --run-dir runs/mnist-best --iw-samples 5000 --out mnist_best")
+        return _missing(f"{stem}_run.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py "
+                        f"--preset {preset} --run-dir runs/{preset} --iw-samples 5000 --out {stem}")
     f = record["figures"]
     t, e = f["training"], f["evaluation"]
     m, p = e["metrics"], e["protocol"]
-    return "\n".join([
+    lines = [
         f"Machine: {_machine(record)}.", "",
-        "| `mnist-best` | value |", "| --- | --- |",
+        f"| `{preset}` | value |", "| --- | --- |",
         f"| test NLL, K = {p['iw_samples']:,}, {p['num_images']:,} test images | **{m['nll']:.2f} ± "
         f"{m['nll_stderr']:.2f} nats** |",
         f"| test −ELBO | {m['neg_elbo']:.2f} nats (reconstruction {m['reconstruction']:.2f} + KL {m['kl']:.2f}) |",
         f"| active units | {m['active_units']} of {m['latent_dim']} |",
-        f"| training | {t['epochs']} epochs in {t['seconds'] / 60:.0f} min |",
-        f"| evaluation | {e['seconds'] / 60:.0f} min |",
-    ]) + "\n"
+    ]
+    if "kl_per_group" in m:
+        lines += [f"| KL per group, top first | {', '.join(f'{v:.2f}' for v in m['kl_per_group'])} nats |",
+                  f"| active units per group | {', '.join(map(str, m['active_units_per_group']))} of "
+                  f"{', '.join(map(str, m['group_dims']))} |"]
+    lines += [f"| training | {t['epochs']} epochs in {t['seconds'] / 60:.0f} min |",
+              f"| evaluation | {e['seconds'] / 60:.0f} min |"]
+    if (RESULTS / stem / "loss.png").is_file():
+        lines += ["", f"Training curve (validation −ELBO per epoch): `bench/results/{stem}/loss.png`; per epoch: "
+                      f"`bench/results/{stem}/metrics.csv`."]
+    return "\n".join(lines) + "\n"
+
+
+def render_mnist_best() -> str:
+    return _render_preset_run("mnist-best", "mnist_best")
+
+
+def render_mnist_hvae() -> str:
+    return _render_preset_run("mnist-hvae", "mnist_hvae")
 
 
 def render_likelihood() -> str:
@@ -443,7 +462,7 @@ def render_gpu() -> str:
     return "\n".join(out) + "\n"
 
 
-RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "likelihood": render_likelihood,
+RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "likelihood": render_likelihood,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
              "image-folders": render_image_folders, "input-bench": render_input_bench, "multiworker": render_multiworker}
