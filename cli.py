@@ -326,18 +326,15 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
 
         values["image_size"] = parse_image_size(image_size)
     values["channels"] = None if channels is None else int(channels)
-    if model == "hvae" and source("latent_dim") == ParameterSource.COMMANDLINE:
-        raise TfvaeError("--latent-dim of an hvae is the sum of --group-dims; give --group-dims instead")
     if preset is not None:
-        from click.core import ParameterSource
-
         from tfvae.config import load_preset
 
-        ctx = click.get_current_context()
         for section in load_preset(preset).values():
             for key, value in section.items():
-                if ctx.get_parameter_source(key) != ParameterSource.COMMANDLINE:
+                if source(key) != ParameterSource.COMMANDLINE:
                     values[key] = value
+    if values["model"] == "hvae" and source("latent_dim") == ParameterSource.COMMANDLINE:  # also from a preset
+        raise TfvaeError("--latent-dim of an hvae is the sum of --group-dims; give --group-dims instead")
     cfg = RunConfig.from_options(values)
     if preset is not None:
         cfg.meta["preset"] = preset
@@ -346,8 +343,6 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
         raise TfvaeError("--devices needs --strategy mirrored")
     resume_learning_rate = None
     if resume_dir is not None:
-        from click.core import ParameterSource
-
         from tfvae.rundir import read_config
 
         ctx = click.get_current_context()

@@ -100,6 +100,7 @@ BAD_TRAIN_OPTIONS = [
     (["--model", "hvae", "--group-dims", "16"], "--group-dims: a hierarchical VAE needs at least 2 latent groups"),
     (["--model", "hvae", "--group-dims", "16,0"], "--group-dims must be a list of positive integers"),
     (["--model", "hvae", "--latent-dim", "20"], "--latent-dim of an hvae is the sum of --group-dims"),
+    (["--preset", "mnist-hvae", "--latent-dim", "20"], "--latent-dim of an hvae is the sum of --group-dims"),
     (["--model", "vae", "--group-dims", "8,8"], "--group-dims needs --model hvae"),
     (["--model", "hvae", "--prior", "vamp"], "--prior vamp needs --model vae"),
     (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
