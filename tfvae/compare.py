@@ -63,6 +63,9 @@ def _fmt(value, digits=2):
     return str(value)
 
 
+VARIATIONAL = ("vae", "cvae", "hvae")  # the models with a posterior, a prior and an NLL
+
+
 def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=None, n_samples: int = 10000,
              seed: int = 0, say=print):
     """Table rows (dicts keyed by :data:`COLUMNS`) and sample images for one run.
@@ -87,7 +90,7 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
     bce, mse, codes = reconstruction_errors(model, images, onehot)
     activity = np.var(codes.astype(np.float64), axis=0)
     nll = neg_elbo = k = None
-    if kind in ("vae", "cvae", "hvae"):
+    if kind in VARIATIONAL:
         # An eval.json is reused only when its protocol is the one asked for; compare never
         # writes or replaces it (evaluate does).
         report = matching_report(run_dir, iw_samples, len(raw), seed)
@@ -116,10 +119,10 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
                 sampling += ", labels cycled"
         rows.append({
             "run": run_dir.name, "model": kind, "latent_dim": cfg.model.latent_dim,
-            "beta": cfg.train.beta if kind in ("vae", "cvae", "hvae") else None,
+            "beta": cfg.train.beta if kind in VARIATIONAL else None,
             "objective": (f"iwae k={cfg.train.train_iw_samples}" if cfg.train.objective == "iwae" else "elbo")
-            if kind in ("vae", "cvae", "hvae") else ("reconstruction" if kind == "ae" else "closed form"),
-            "prior": cfg.model.prior if kind in ("vae", "cvae", "hvae") else None,
+            if kind in VARIATIONAL else ("reconstruction" if kind == "ae" else "closed form"),
+            "prior": cfg.model.prior if kind in VARIATIONAL else None,
             "sampling": sampling, "nll": nll, "iw_samples": k, "neg_elbo": neg_elbo,
             "bce": float(np.mean(bce)), "mse": float(np.mean(mse)),
             "active_units": int(np.sum(activity > 0.01)),

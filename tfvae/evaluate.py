@@ -152,11 +152,12 @@ def summarize(result: dict, group_dims=None) -> dict:
     activity = np.var(result["posterior_mean"].astype(np.float64), axis=0)
     groups = {}
     if group_dims is not None and "kl_per_group" in result:
-        edges = np.cumsum([0] + list(group_dims))
+        from .hvae import group_slices
+
         groups = {"group_dims": [int(d) for d in group_dims],
                   "kl_per_group": [float(v) for v in np.mean(result["kl_per_group"], axis=0)],
                   "active_units_per_group": [int(np.sum(activity[a:b] > ACTIVE_UNIT_THRESHOLD))
-                                             for a, b in zip(edges[:-1], edges[1:])]}
+                                             for a, b in group_slices(group_dims)]}
     return {
         "neg_elbo": float(np.mean(result["neg_elbo"])),
         "reconstruction": float(np.mean(result["reconstruction"])),
