@@ -272,18 +272,24 @@ def matmul_peak(n: int = 4096, repeats: int = 5) -> float:
     return best
 
 
-def evaluate_timing(ks, n_images: int = 1000):
-    """Seconds of ``evaluate_images`` on the first n test images for each K, with the
-    default model (weights do not change the cost), and its decoder FLOPs per sample."""
-    from tfvae.config import DataConfig, ModelConfig, RunConfig
+def default_eval_model():
+    """The default model with untrained weights (weights do not change evaluate's cost)."""
+    from tfvae.config import ModelConfig, RunConfig
+    from tfvae.models import build_model
+
+    return build_model(RunConfig(model=ModelConfig(image_shape=[28, 28, 1])).resolved().model, seed=0)
+
+
+def evaluate_timing(model, ks, n_images: int = 1000):
+    """Seconds of ``evaluate_images`` on the first n test images for each K, with ``model``
+    (:func:`default_eval_model`), and its decoder FLOPs per sample."""
+    from tfvae.config import DataConfig
     from tfvae.data import binarize_fixed, load_dataset
     from tfvae.evaluate import evaluate_images
-    from tfvae.models import build_model
     from tfvae.networks import count_flops
 
     data = load_dataset(DataConfig(dataset="mnist"), need_test=True)
     x = binarize_fixed(data.test[:n_images], "dynamic", 0)
-    model = build_model(RunConfig(model=ModelConfig(image_shape=[28, 28, 1])).resolved().model, seed=0)
     flops = count_flops(model.decoder)
     out = []
     for k in ks:
@@ -296,24 +302,21 @@ def evaluate_timing(ks, n_images: int = 1000):
     return flops, out
 
 
-def evaluate_breakdown(k: int = 1000, chunk: int = 4096, repeats: int = 7) -> dict:
+def evaluate_breakdown(model, k: int = 1000, chunk: int = 4096, repeats: int = 7) -> dict:
     """Where one batched ``evaluate`` call spends its time (the measured reason behind
     ``evaluate_peak_fraction``): the whole call of ``log_weights_fn`` for chunk // k images ×
     k samples (encoder, decoder, likelihood, prior and posterior log-densities), the decoder
     alone, and each decoder layer alone at that batch, each as the median of ``repeats``
     timed calls after a traced one, in seconds and GFLOP/s (the call's and the decoder's
     rate on the decoder's FLOPs, as ``evaluate_timing`` counts them; each layer's on its own,
-    as ``tfvae.networks.count_flops`` counts them). Default model, untrained weights."""
+    as ``tfvae.networks.count_flops`` counts them). ``model``: :func:`default_eval_model`."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from tfvae.config import ModelConfig, RunConfig
     from tfvae.evaluate import log_weights_fn
-    from tfvae.models import build_model
     from tfvae.networks import count_flops
 
-    model = build_model(RunConfig(model=ModelConfig(image_shape=[28, 28, 1])).resolved().model, seed=0)
     b = max(1, chunk // k)
     n = b * k
     x = tf.cast(tf.random.uniform([b, 28, 28, 1]) > 0.5, tf.float32)
@@ -352,8 +355,9 @@ def worker(spec: dict) -> dict:
     if kind == "flops":
         return {"train_flops_per_image": arch_training_flops(spec["arch"])}
     if kind == "evaluate":
-        flops, rows = evaluate_timing(spec["ks"], spec["n_images"])
-        return {"decoder_flops": flops, "rows": rows, "breakdown": evaluate_breakdown(), "rss_mb": peak_rss_mb()}
+        model = default_eval_model()  # one model for both (building it is the same either way)
+        flops, rows = evaluate_timing(model, spec["ks"], spec["n_images"])
+        return {"decoder_flops": flops, "rows": rows, "breakdown": evaluate_breakdown(model), "rss_mb": peak_rss_mb()}
     if spec.get("precision", "float32") != "float32":
         from tfvae.hardware import native_precisions
 
