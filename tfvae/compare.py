@@ -63,7 +63,7 @@ def _fmt(value, digits=2):
     return str(value)
 
 
-VARIATIONAL = ("vae", "cvae", "hvae")  # the models with a posterior, a prior and an NLL
+VARIATIONAL = ("vae", "cvae", "hvae", "btcvae")  # the models with a posterior, a prior and an NLL
 
 
 def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=None, n_samples: int = 10000,

@@ -24,7 +24,7 @@ from .errors import TfvaeError
 ARCHITECTURES = ("mlp", "conv", "kerasio", "resnet")
 LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
 BINARIZATIONS = ("dynamic", "static", "none")
-MODELS = ("vae", "ae", "cvae", "pca", "hvae")
+MODELS = ("vae", "ae", "cvae", "pca", "hvae", "btcvae")
 PRIORS = ("standard", "mog", "vamp")
 OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "cosine")
@@ -99,7 +99,8 @@ class ModelConfig:
             autoencoder (z = encoder mean, reconstruction loss only); ``cvae``, a
             conditional VAE whose encoder and decoder also see the one-hot label (Sohn et
             al. 2015); ``pca``, probabilistic PCA fitted in closed form (Tipping & Bishop
-            1999).
+            1999); ``hvae``, a top-down hierarchical VAE; ``btcvae``, the β-TCVAE (Chen et al.
+            2018: β weights the total correlation of the ELBO's KL term, see ``btcvae.py``).
         arch: ``conv`` or ``mlp``, both sized from ``image_shape``; or ``kerasio``, the
             keras-io "Variational AutoEncoder" example's networks (conv 32-64 stride 2,
             dense 16; dense to H/4×W/4×64, transposed convs 64 and 32 stride 2, and a
@@ -259,6 +260,12 @@ class RunConfig:
         choice("prior", m.prior, PRIORS)
         if isinstance(m.prior_components, bool) or not isinstance(m.prior_components, int) or m.prior_components < 0:
             raise TfvaeError(f"--prior-components must be a non-negative integer, got {m.prior_components!r}")
+        if m.model == "btcvae":
+            if m.prior != "standard":
+                raise TfvaeError("--model btcvae needs --prior standard (its KL decomposition is against N(0, I))")
+            if t.objective != "elbo" or t.free_bits or t.kl_warmup_epochs:
+                raise TfvaeError("--model btcvae trains its own objective (--beta weights the total correlation); "
+                                 "leave --objective, --free-bits and --kl-warmup-epochs at their defaults")
         if m.prior != "standard" and m.model not in ("vae", "cvae"):
             raise TfvaeError(f"--prior {m.prior} needs --model vae or cvae, not {m.model}")
         if m.prior == "vamp" and m.model == "cvae":

@@ -1,5 +1,6 @@
-"""Image data: TFDS datasets by name, a folder of MNIST-format IDX files, or a folder of
-image files (PNG, JPEG, BMP, GIF; streamed from disk, see ``folder.py``).
+"""Image data: TFDS datasets by name, a folder of MNIST-format IDX files, a folder of
+image files (PNG, JPEG, BMP, GIF; streamed from disk, see ``folder.py``), or ``dsprites``,
+rendered in memory with known factors (see ``dsprites.py``).
 
 Images are kept as uint8 arrays [N, H, W, C] (small and cache-friendly) and turned
 into float32 in [0, 1] inside the ``tf.data`` pipeline, where binarization happens:
@@ -104,6 +105,10 @@ def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = Fals
     elif cfg.idx_dir:
         train, train_labels, test, test_labels = load_idx_folder(cfg.idx_dir)
         class_names = [str(i) for i in range(int(train_labels.max()) + 1)] if train_labels is not None else []
+    elif cfg.dataset == "dsprites":  # rendered here, with known factors (see tfvae/dsprites.py)
+        from . import dsprites
+
+        train, train_labels, test, test_labels, class_names = dsprites.load_splits()
     else:
         train, train_labels, test, test_labels, class_names = _load_tfds(cfg.dataset, cfg.data_dir)
     if need_test and test is None:

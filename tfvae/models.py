@@ -388,9 +388,11 @@ class Autoencoder(VAE):
 
 
 def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, seed=None, objective="elbo",
-                iw_samples=1, free_bits=0.0, precision: str = "float32"):
+                iw_samples=1, free_bits=0.0, precision: str = "float32", dataset_size: int = 1):
     """Construct the model ``config.model`` names (``vae``, ``cvae``: :class:`VAE`; ``ae``:
-    :class:`Autoencoder`; ``hvae``: :class:`tfvae.hvae.HierarchicalVAE`) and build its weights (one call on zero inputs).
+    :class:`Autoencoder`; ``hvae``: :class:`tfvae.hvae.HierarchicalVAE`; ``btcvae``:
+    :class:`tfvae.btcvae.BetaTCVAE`, whose loss weights each image by ``dataset_size``, the
+    training split's size) and build its weights (one call on zero inputs).
 
     ``precision``: Keras dtype policy of the hidden layers while the networks are built
     (``float32``, ``mixed_bfloat16``, ``mixed_float16``). Variables are float32 in every
@@ -410,6 +412,10 @@ def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, 
 
             model = HierarchicalVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples,
                                     objective=objective, iw_samples=iw_samples, free_bits=free_bits, seed=seed)
+        elif config.model == "btcvae":
+            from .btcvae import BetaTCVAE
+
+            model = BetaTCVAE(config, beta=beta, dataset_size=dataset_size, mc_samples=mc_samples, seed=seed)
         elif config.model in ("vae", "cvae"):
             model = VAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples,
                         objective=objective, iw_samples=iw_samples, free_bits=free_bits, seed=seed)

@@ -102,7 +102,7 @@ class TensorBoardModelSummaries(keras.callbacks.Callback):
         model = self.model
         originals, recon, samples = self.pictures(model)
         with self.writer.as_default(step=epoch):
-            if model.config.prior == "standard" and model.config.model in ("vae", "hvae"):
+            if model.config.prior == "standard" and model.config.model in ("vae", "btcvae", "hvae"):
                 q = model.posterior(self.images)
                 kl = tf.reduce_mean(dist.kl_per_dimension(q.mean(), q.stddev()), axis=0)
                 tf.summary.histogram("kl_per_dimension", kl,

@@ -94,7 +94,8 @@ def load_model(run_dir, which: str = "best"):
 
     t = cfg.train
     model = build_model(cfg.model, beta=t.beta, mc_samples=t.mc_samples, seed=t.seed, objective=t.objective,
-                        iw_samples=t.train_iw_samples, free_bits=t.free_bits)
+                        iw_samples=t.train_iw_samples, free_bits=t.free_bits,
+                        dataset_size=int(cfg.meta.get("num_train") or 1))
     try:
         model.load_weights(str(path))
     except Exception as exc:  # h5py / keras raise many types for a bad file

@@ -383,7 +383,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
     with distribution.scope():
         model = build_model(m, beta=t.beta, kl_warmup_steps=t.kl_warmup_epochs * steps_per_epoch,
                             mc_samples=t.mc_samples, seed=t.seed, objective=t.objective,
-                            iw_samples=t.train_iw_samples, free_bits=t.free_bits, precision=t.precision)
+                            iw_samples=t.train_iw_samples, free_bits=t.free_bits, precision=t.precision,
+                            dataset_size=len(data.train))
         model.compile(optimizer=make_optimizer(t, steps_per_epoch), jit_compile=bool(t.jit),
                       steps_per_execution=t.steps_per_execution)
         if multi:
