@@ -180,6 +180,7 @@ def cli():
     python cli.py train --model ae|cvae|pca    the lectures' model family (--objective iwae, --beta, --prior)
     python cli.py sample [RUN_DIR] --out s.png draw from the prior (--label for a cvae)
     python cli.py traverse [RUN_DIR]           latent traversal (one dimension sweeps)
+    python cli.py disentanglement [RUN_DIR]    MIG, DCI, FactorVAE and β-VAE scores (--dataset dsprites runs)
     python cli.py compare RUN_DIR ...          one table: NLL, −ELBO, reconstruction, sample quality
     python cli.py interpolate|latent|classify|anomaly|inpaint [RUN_DIR] ...   use the latent space
     python cli.py export [RUN_DIR] --tflite    SavedModels (TF Serving), TFLite decoders (--onnx: ONNX)
@@ -193,7 +194,8 @@ def cli():
 
 @cli.command()
 @click.option("--dataset", default=D_DATA.dataset, show_default=True,
-              help="TFDS dataset name (mnist, fashion_mnist, cifar10, ...), or a label for --idx-dir data.")
+              help="TFDS dataset name (mnist, fashion_mnist, cifar10, ...); dsprites: 64×64 sprites with known factors, "
+                   "rendered here (see README); or a label for --idx-dir data.")
 @data_location_options
 @click.option("--binarization", type=click.Choice(BINARIZATIONS), default=None,
               help="dynamic: fresh Bernoulli draw per epoch; static: threshold 0.5; none: grey levels. "
@@ -216,7 +218,8 @@ def cli():
               help="vae; ae: deterministic autoencoder (z = encoder mean, reconstruction loss only); cvae: conditional "
                    "VAE on the one-hot label (Sohn et al. 2015); pca: probabilistic PCA in closed form "
                    "(Tipping & Bishop 1999) with --latent-dim components; hvae: a top-down hierarchical VAE with "
-                   "--group-dims latent groups (Sønderby et al. 2016; Vahdat & Kautz 2020).")
+                   "--group-dims latent groups (Sønderby et al. 2016; Vahdat & Kautz 2020); btcvae: β-TCVAE, --beta weights "
+                   "the total correlation (Chen et al. 2018).")
 @click.option("--preset", default=None,
               help="Start from a named recipe in tfvae/presets/ (e.g. mnist-best); options given here override it.")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=D_MODEL.arch, show_default=True,
@@ -261,7 +264,7 @@ def cli():
               help="Training arithmetic of the hidden layers: float32, or mixed precision (mixed_bfloat16 on CPUs "
                    "with AVX512-BF16/AMX and GPUs of compute capability 8.0+; mixed_float16 on GPUs). Refused where "
                    "the machine would emulate it. Variables, outputs and evaluation stay float32.")
-@click.option("--beta", type=Finite(min=0), default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE); 1 = ELBO.")
+@click.option("--beta", type=Finite(min=0), default=D_TRAIN.beta, show_default=True, help="KL weight β (β-VAE; for --model btcvae, the total correlation's weight); 1 = ELBO.")
 @click.option("--kl-warmup-epochs", type=click.IntRange(min=0), default=D_TRAIN.kl_warmup_epochs, show_default=True,
               help="Raise the KL weight linearly from 0 to β over this many epochs.")
 @click.option("--mc-samples", type=click.IntRange(1, 100000), default=D_TRAIN.mc_samples, show_default=True,
@@ -497,8 +500,8 @@ def export(run_dir, name, out_root, tflite, quantize, browser_weights, onnx, che
     from tfvae.rundir import read_config
 
     kind = read_config(run_dir).model.model
-    if kind not in ("vae", "ae", "hvae"):
-        raise TfvaeError(f"export writes unconditional decoders: --model vae, hvae or ae, not {kind}")
+    if kind not in ("vae", "ae", "hvae", "btcvae"):
+        raise TfvaeError(f"export writes unconditional decoders: --model vae, btcvae, hvae or ae, not {kind}")
     if quantize and not tflite:
         raise TfvaeError("--quantize needs --tflite")
     if browser_weights != "float32" and not tflite:
@@ -564,7 +567,7 @@ def demo(export_dir, port):
         server.server_close()
 
 
-def _run_command_prelude(run_dir, models=("vae", "ae")):
+def _run_command_prelude(run_dir, models=("vae", "btcvae", "ae")):
     from tfvae.rundir import read_config
 
     cfg = read_config(run_dir)  # "not a run" fails before TensorFlow starts
@@ -705,12 +708,39 @@ def traverse(run_dir, dims, steps, limit, image, out):
 
     Writes traverse.png (a row per dimension, most informative first) and traverse.json.
     """
-    _run_command_prelude(run_dir, models=("vae", "cvae", "hvae", "ae"))
+    _run_command_prelude(run_dir, models=("vae", "btcvae", "cvae", "hvae", "ae"))
     from tfvae.latent import traverse as run_traverse
 
     result = run_traverse(run_dir, out=out, dims=dims, steps=steps, limit=limit, image=image)
     click.echo(f"dimensions {result['dimensions']} ({result['measure']})")
     click.echo(f"written: {result['figure']}")
+
+
+@cli.command()
+@RUN_DIR_ARGUMENT
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every draw (factors, batches, classifiers).")
+@click.option("--points", type=click.IntRange(100, 10 ** 7), default=10000, show_default=True,
+              help="Points for MIG and DCI's training set (DCI's test set: half as many).")
+@click.option("--votes", type=click.IntRange(10, 10 ** 6), default=2000, show_default=True,
+              help="Training votes (FactorVAE score) and points (β-VAE score), of 64 images each; evaluation: half.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+def disentanglement(run_dir, seed, points, votes, checkpoint):
+    """MIG, DCI, FactorVAE score and β-VAE score of a run trained on --dataset dsprites.
+
+    Scores the posterior means against the factors that rendered each image, writes
+    RUN_DIR/disentanglement.json and RUN_DIR/figures/disentanglement_traverse.png (the most
+    informative dimensions, each labelled by the factor it captures best).
+    """
+    from tfvae.disentanglement import Protocol, check_run, evaluate_run, format_result
+    from tfvae.locks import folder_lock
+    from tfvae.rundir import read_config
+
+    check_run(read_config(run_dir), run_dir)
+    click.get_current_context().with_resource(folder_lock(run_dir, "disentanglement"))
+    _quiet_tensorflow()
+    result = evaluate_run(run_dir, Protocol(seed=seed, points=points, votes=votes), checkpoint=checkpoint)
+    click.echo(format_result(result))
+    click.echo(f"written: {Path(run_dir) / 'disentanglement.json'}, {result['traversal']['figure']}")
 
 
 @cli.command()

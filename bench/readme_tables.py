@@ -462,7 +462,23 @@ def render_gpu() -> str:
     return "\n".join(out) + "\n"
 
 
-RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "likelihood": render_likelihood,
+def render_disentanglement() -> str:
+    record = _load("disentanglement_table.json")
+    if record is None:
+        return _missing("disentanglement_table.json", "python bench/disentanglement_table.py")
+    lines = [f"Machine: {_machine(record)}. Networks: `{record['figures']['networks']}`.", "",
+             "| run | MIG | DCI disentanglement | DCI completeness | DCI informativeness | FactorVAE score "
+             "| β-VAE score | reconstruction (nats/image) | epochs × images (steps of 64) | train min |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in record["figures"]["rows"]:
+        lines.append(f"| {r['run']} | {r['mig']:.3f} | {r['dci_disentanglement']:.3f} | {r['dci_completeness']:.3f} | "
+                     f"{r['dci_informativeness']:.3f} | {r['factor_vae_score']:.3f} | {r['beta_vae_score']:.3f} | "
+                     f"{r['reconstruction']:.1f} | {r['epochs']} × {r['train_images']:,} ({r['steps']:,}) | "
+                     f"{r['train_minutes']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
              "image-folders": render_image_folders, "input-bench": render_input_bench, "multiworker": render_multiworker}

@@ -41,7 +41,8 @@ def save_image_grid(images, path, rows: int, title: str | None = None, row_label
     n, h, w, c = images.shape
     cols = int(np.ceil(n / rows))
     mosaic = image_mosaic(images, rows)
-    fig = plt.figure(figsize=(cols * 0.9 + (0.8 if row_labels else 0), rows * 0.9 + (0.4 if title else 0)))
+    label_width = 0.2 + 0.075 * max(len(str(label)) for label in row_labels) if row_labels else 0  # inches
+    fig = plt.figure(figsize=(cols * 0.9 + max(0.8, label_width) * bool(row_labels), rows * 0.9 + (0.4 if title else 0)))
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
               interpolation="nearest")

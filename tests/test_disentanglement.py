@@ -1,0 +1,263 @@
+"""Disentanglement: the dSprites-style generator, β-TCVAE's loss, and the four metrics on codes
+whose answer is known; one short real training of a VAE and a β-TCVAE on a dsprites slice."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from tfvae import dsprites
+from tfvae import disentanglement as D
+
+# ---- the generator -----------------------------------------------------------------------
+
+
+def test_factor_counts_and_values_follow_dsprites():
+    assert dsprites.FACTOR_SIZES == (3, 6, 40, 32, 32)
+    assert dsprites.NUM_IMAGES == 737280
+    values = dsprites.factor_values()
+    assert [len(v) for v in values] == list(dsprites.FACTOR_SIZES)
+    assert values[1][0] == 0.5 and values[1][-1] == 1.0
+    assert values[2][0] == 0.0 and np.isclose(values[2][-1], 2 * np.pi)
+    assert values[3][0] == 0.0 and values[3][-1] == 1.0
+    factors = dsprites.all_factors()
+    assert factors.shape == (737280, 5)
+    assert len(np.unique(factors, axis=0)) == 737280  # every combination once
+    order = dsprites.stored_order()
+    assert np.array_equal(order, dsprites.stored_order())  # the stored order is fixed
+    assert sorted(order[:5].tolist()) != list(range(5))
+
+
+def test_images_are_deterministic_binary_and_placed_by_the_factors():
+    f = dsprites.sample_factors(200, np.random.default_rng(3))
+    a, b = dsprites.render(f), dsprites.render(f)
+    assert a.shape == (200, 64, 64, 1) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert set(np.unique(a)) <= {0, 255}
+    assert (a.reshape(200, -1).max(axis=1) == 255).all()  # every sprite is visible
+    # The centre of mass moves with position x / y (columns / rows), one pixel per index.
+    base = np.array([[0, 5, 0, 10, 20]])
+    moved = np.array([[0, 5, 0, 13, 22]])
+    img0, img1 = dsprites.render(base)[0, ..., 0] > 0, dsprites.render(moved)[0, ..., 0] > 0
+    rows, cols = np.nonzero(img0)
+    rows1, cols1 = np.nonzero(img1)
+    assert np.isclose(cols1.mean() - cols.mean(), 3) and np.isclose(rows1.mean() - rows.mean(), 2)
+    # A larger scale covers more pixels.
+    areas = [int(dsprites.render(np.array([[1, k, 0, 16, 16]])).astype(bool).sum()) for k in range(6)]
+    assert areas == sorted(areas) and areas[0] < areas[-1]
+    with pytest.raises(ValueError):
+        dsprites.render(np.array([[3, 0, 0, 0, 0]]))
+
+
+def test_the_three_shapes_are_distinguishable():
+    # Same scale, orientation and position: the three outlines differ, by more than a few pixels.
+    images = dsprites.render(np.array([[s, 5, 0, 16, 16] for s in range(3)])).astype(bool).reshape(3, -1)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert (images[i] != images[j]).sum() > 40
+    # A nearest-outline classifier over random scales, orientations and positions names the shape.
+    rng = np.random.default_rng(0)
+    f = dsprites.sample_factors(300, rng)
+    x = dsprites.render(f).astype(np.float32).reshape(300, -1)
+    # Compare each image with the three shapes at its own scale, orientation and position.
+    guesses = []
+    for i in range(300):
+        candidates = dsprites.render(np.array([[s, *f[i, 1:]] for s in range(3)])).astype(np.float32).reshape(3, -1)
+        guesses.append(int(np.argmin(((candidates - x[i]) ** 2).sum(axis=1))))
+    assert np.mean(np.array(guesses) == f[:, 0]) > 0.97
+
+
+def test_load_dataset_dsprites_splits_and_labels():
+    from tfvae.config import DataConfig
+    from tfvae.data import load_dataset
+
+    data = load_dataset(DataConfig(dataset="dsprites", validation_size=300, max_train_examples=1200))
+    assert data.image_shape == (64, 64, 1)
+    assert len(data.train) == 1200 and len(data.validation) == 300 and len(data.test) == dsprites.TEST_SIZE
+    assert data.class_names == ["square", "ellipse", "heart"]
+    assert set(np.unique(data.train_labels)) == {0, 1, 2}  # a prefix of the stored order mixes the shapes
+    # Labels are the shape factor of the image they sit beside.
+    order = dsprites.stored_order()
+    test_factors = dsprites.all_factors(order[-dsprites.TEST_SIZE:])
+    assert np.array_equal(data.test_labels, test_factors[:, 0])
+    assert np.array_equal(data.test[:5], dsprites.render(test_factors[:5]))
+
+
+# ---- the metrics on codes whose answer is known ------------------------------------------------
+SIZES = (5, 5, 5, 5)
+HADAMARD = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]]) / 2.0  # mixes every factor into every dimension
+
+
+def _factors(n, seed):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, s, n) for s in SIZES], axis=1)
+
+
+def _codes(factors, matrix):
+    noise = 0.05 * np.random.default_rng(1).standard_normal(factors.shape)
+    return (factors + noise) @ matrix
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    train, test = _factors(1500, 0), _factors(500, 1)
+    out = {}
+    for name, matrix in (("identity", np.eye(4)), ("permutation", np.eye(4)[[2, 0, 3, 1]]), ("mixed", HADAMARD)):
+        m = D.mig(_codes(train, matrix), train)
+        d = D.dci(_codes(train, matrix), train, _codes(test, matrix), test)
+        data = D.FactorData("abcd", SIZES, lambda n, rng: np.stack([rng.integers(0, s, n) for s in SIZES], 1),
+                            lambda f: f)
+        fv = D.factor_vae_score(lambda x, m_=matrix: _codes(x, m_), data, np.random.default_rng(0), votes=200,
+                                batch_size=32, variance_points=2000)
+        bv = D.beta_vae_score(lambda x, m_=matrix: _codes(x, m_), data, np.random.default_rng(0), points=200,
+                              batch_size=32)
+        out[name] = {"mig": m["mig"], "dci": d["disentanglement"], "completeness": d["completeness"],
+                     "informativeness": d["informativeness"], "factor_vae": fv["score"], "beta_vae": bv["score"]}
+    return out
+
+
+def test_codes_equal_to_the_factors_score_near_one(synthetic):
+    s = synthetic["identity"]
+    assert s["mig"] > 0.9 and s["dci"] > 0.9 and s["completeness"] > 0.9 and s["informativeness"] > 0.9
+    assert s["factor_vae"] > 0.9 and s["beta_vae"] > 0.9
+
+
+def test_codes_that_mix_the_factors_score_near_zero(synthetic):
+    s = synthetic["mixed"]
+    assert s["mig"] < 0.1 and s["dci"] < 0.1 and s["completeness"] < 0.1
+    assert s["factor_vae"] < 0.45  # chance is 1/4: every dimension's variance falls alike
+    assert s["informativeness"] > 0.5  # the mixed code still tells the factors apart
+
+
+def test_a_permutation_of_the_dimensions_changes_nothing(synthetic):
+    a, b = synthetic["identity"], synthetic["permutation"]
+    for key in ("mig", "dci", "completeness", "factor_vae", "beta_vae"):
+        assert b[key] == pytest.approx(a[key], abs=0.02), key
+
+
+def test_dci_closed_forms():
+    assert D.dci_from_importance(np.eye(3)) == pytest.approx((1.0, 1.0))
+    assert D.dci_from_importance(np.ones((3, 3))) == pytest.approx((0.0, 0.0), abs=1e-12)
+    # One dimension explains both factors: disentanglement 0 (it is shared), completeness 1.
+    assert D.dci_from_importance(np.array([[1.0, 1.0], [0.0, 0.0]])) == pytest.approx((0.0, 1.0))
+
+
+def test_mig_of_one_informative_dimension_is_its_share_of_the_entropy():
+    factors = _factors(4000, 2)[:, :2]
+    codes = np.c_[factors[:, 0], np.random.default_rng(0).standard_normal(4000)]
+    result = D.mig(codes, factors, bins=5)  # 5 bins hold the 5 values exactly
+    # Factor 0: I(z0; v0) = H(v0), gap ≈ 1; factor 1: no dimension knows it, gap ≈ 0.
+    assert result["per_factor"][0] > 0.95 and result["per_factor"][1] < 0.05
+
+
+# ---- β-TCVAE -----------------------------------------------------------------------------------
+def test_btcvae_loss_at_beta_one_is_the_elbo_on_the_same_samples():
+    import tensorflow as tf
+
+    from tfvae.config import ModelConfig
+    from tfvae.models import build_model
+
+    cfg = ModelConfig(model="btcvae", latent_dim=6, image_shape=[64, 64, 1], conv_filters=[8, 8, 8, 8],
+                      hidden_units=[32])
+    model = build_model(cfg, beta=1.0, dataset_size=5000, seed=0)
+    x = tf.constant(dsprites.render(dsprites.sample_factors(16, np.random.default_rng(0))) / 255.0, tf.float32)
+    eps = tf.random.stateless_normal([16, 1, 6], seed=[1, 2])
+    loss, reconstruction, kl, _ = model.losses_for(x, eps=eps)
+    q = model.posterior(x)
+    z = q.mean() + q.stddev() * tf.transpose(eps, [1, 0, 2])
+    neg_elbo = tf.reduce_mean(-model.likelihood(z).log_prob(x) + q.log_prob(z) - model.prior().log_prob(z))
+    assert float(loss) == pytest.approx(float(neg_elbo), rel=1e-5)
+    # β > 1 adds (β − 1)·TC on the same samples.
+    model6 = build_model(cfg, beta=6.0, dataset_size=5000, seed=0)
+    model6.set_weights(model.get_weights())
+    loss6, _, _, _ = model6.losses_for(x, eps=eps)
+    assert float(loss6) == pytest.approx(float(loss) + 5 * float(model6._last_tc), rel=1e-5)
+
+
+def test_total_correlation_of_a_gaussian_code_is_its_closed_form():
+    from tfvae.btcvae import total_correlation
+
+    rng = np.random.default_rng(0)
+    rho = 0.8
+    correlated = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], 3000)
+    independent = rng.standard_normal((3000, 2))
+    tc_corr = total_correlation(correlated, np.full_like(correlated, 0.05))["tc"]
+    tc_ind = total_correlation(independent, np.full_like(independent, 0.05))["tc"]
+    # KL(N(0, Σ) ‖ N(0, diag Σ)) = −½ log(1 − ρ²) = 0.51 nats; the sample estimate carries a
+    # small kernel bias, the same for both codes.
+    assert tc_corr - tc_ind == pytest.approx(-0.5 * np.log(1 - rho**2), abs=0.1)
+    assert tc_ind < 0.25
+    same = total_correlation(np.zeros((200, 3)), np.ones((200, 3)))
+    assert abs(same["tc"]) < 1e-5 and abs(same["mi"]) < 1e-5
+
+
+# ---- a short real training -------------------------------------------------------------------------
+ARCH = ["--dataset", "dsprites", "--max-train-examples", "8000", "--validation-size", "500", "--epochs", "3",
+        "--latent-dim", "10", "--conv-filters", "32,32,64,64", "--hidden-units", "256", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def dsprites_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dsprites")
+    runs = {}
+    for name, extra in (("vae", ["--model", "vae"]), ("btcvae", ["--model", "btcvae", "--beta", "6"])):
+        result = run_cli("train", *ARCH, *extra, "--run-dir", root / name, "--no-tensorboard")
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[name] = root / name
+    return runs
+
+
+@pytest.mark.slow
+def test_btcvae_lowers_the_total_correlation(dsprites_runs):
+    import tensorflow as tf
+
+    from tfvae.btcvae import total_correlation
+    from tfvae.rundir import load_model
+
+    x = tf.constant(dsprites.render(dsprites.sample_factors(1500, np.random.default_rng(5))) / 255.0, tf.float32)
+    tc = {}
+    for name, run in dsprites_runs.items():
+        model, _ = load_model(run)
+        params = model.encoder(x)
+        tc[name] = total_correlation(params["loc"].numpy(), params["scale"].numpy())["tc"]
+    assert tc["btcvae"] < tc["vae"]
+    with open(dsprites_runs["btcvae"] / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert np.mean([float(r["tc"]) for r in rows]) >= 0  # the minibatch-weighted estimate, epoch means
+
+
+@pytest.mark.slow
+def test_disentanglement_command_writes_the_four_metrics(dsprites_runs):
+    run = dsprites_runs["btcvae"]
+    result = run_cli("disentanglement", run, "--points", "600", "--votes", "30")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "MIG" in result.stdout and "FactorVAE score" in result.stdout
+    out = json.loads((run / "disentanglement.json").read_text())
+    for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "factor_vae_score",
+                "beta_vae_score"):
+        assert 0.0 <= out["metrics"][key] <= 1.0, key
+    assert out["protocol"]["points"] == 600 and out["protocol"]["seed"] == 0
+    assert out["aggregate_posterior"]["tc"] > -0.5 and "total correlation" in result.stdout
+    assert len(out["dimensions"]) == 10 and out["dimensions"][0]["factor"] in dsprites.FACTOR_NAMES
+    assert (run / "figures" / "disentanglement_traverse.png").stat().st_size > 1000
+    again = run_cli("disentanglement", run, "--points", "600", "--votes", "30")
+    assert json.loads((run / "disentanglement.json").read_text())["metrics"] == out["metrics"]  # seeded
+    assert again.returncode == 0
+
+
+def test_disentanglement_refuses_data_without_known_factors(run_dir):
+    result = run_cli("disentanglement", run_dir)
+    assert result.returncode == 2
+    assert "known factors" in result.stderr and "mnist" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (run_dir / "disentanglement.json").exists()
+
+
+def test_btcvae_refuses_other_priors_and_objectives(tmp_path):
+    for extra in (["--prior", "mog"], ["--objective", "iwae"], ["--free-bits", "0.1"]):
+        result = run_cli("train", "--dataset", "dsprites", "--model", "btcvae", *extra, "--run-dir", tmp_path / "r")
+        assert result.returncode == 2, extra
+        assert "btcvae" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "r").exists()
