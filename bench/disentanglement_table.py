@@ -27,7 +27,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _cli import cli  # bench/ is on sys.path when a script here runs
+from _cli import cli, train_once  # bench/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,13 +57,8 @@ def main():
         if args.only is not None and name not in args.only:
             continue
         run_dir = root / name
-        if not (run_dir / "summary.json").is_file():
-            if run_dir.exists():
-                cli("train", "--resume", run_dir)
-            else:
-                cli("train", "--dataset", "dsprites", "--max-train-examples", args.max_train_examples,
-                    "--epochs", args.epochs, "--batch-size", args.batch_size, "--run-dir", run_dir,
-                    "--no-tensorboard", *NETWORKS, *options)
+        train_once(run_dir, "--dataset", "dsprites", "--max-train-examples", args.max_train_examples,
+                   "--epochs", args.epochs, "--batch-size", args.batch_size, "--no-tensorboard", *NETWORKS, *options)
         start = time.perf_counter()
         cli("disentanglement", run_dir)
         seconds = time.perf_counter() - start

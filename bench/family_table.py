@@ -19,7 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from _cli import cli  # bench/ is on sys.path when a script here runs
+from _cli import cli, train_once  # bench/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,13 +52,9 @@ def main():
         runs.append(run_dir)
         if (run_dir / "summary.json").is_file() or (args.only is not None and name not in args.only):
             continue
-        if run_dir.exists():
-            cli("train", "--resume", run_dir)
-        else:
-            start = time.perf_counter()
-            cli("train", "--dataset", "mnist", "--latent-dim", args.latent_dim, "--epochs", args.epochs,
-                "--run-dir", run_dir, *options)
-            print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        start = time.perf_counter()
+        train_once(run_dir, "--dataset", "mnist", "--latent-dim", args.latent_dim, "--epochs", args.epochs, *options)
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     if args.only is not None:
         return
     subset = ["--max-examples", args.max_examples] if args.max_examples else []

@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from _cli import cli  # bench/ is on sys.path when a script here runs
+from _cli import train_once  # bench/ is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,11 +69,7 @@ def main():
         if args.only is not None and name not in args.only:
             continue
         run_dir = root / name
-        if not (run_dir / "summary.json").is_file():
-            if run_dir.exists():
-                cli("train", "--resume", run_dir)
-            else:
-                cli("train", "--dataset", "mnist", "--run-dir", run_dir, *options)
+        train_once(run_dir, "--dataset", "mnist", *options)
         if args.train_only:
             continue
         # Cached per protocol beside (never over) the run's eval.json.
