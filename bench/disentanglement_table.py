@@ -42,7 +42,7 @@ NETWORKS = ["--latent-dim", "10", "--conv-filters", "32,32,64,64", "--hidden-uni
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-train-examples", type=int, default=100000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--root", default="runs/disentanglement")
