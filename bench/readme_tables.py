@@ -468,12 +468,14 @@ def render_disentanglement() -> str:
         return _missing("disentanglement_table.json", "python bench/disentanglement_table.py")
     lines = [f"Machine: {_machine(record)}. Networks: `{record['figures']['networks']}`.", "",
              "| run | MIG | DCI disentanglement | DCI completeness | DCI informativeness | FactorVAE score "
-             "| β-VAE score | reconstruction (nats/image) | epochs × images (steps of 64) | train min |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| β-VAE score | reconstruction (nats/image) | total correlation (nats) "
+             "| epochs × images (steps of 64) | train min |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in record["figures"]["rows"]:
+        tc = json.loads((ROOT / r["result"]).read_text())["aggregate_posterior"]["tc"]
         lines.append(f"| {r['run']} | {r['mig']:.3f} | {r['dci_disentanglement']:.3f} | {r['dci_completeness']:.3f} | "
                      f"{r['dci_informativeness']:.3f} | {r['factor_vae_score']:.3f} | {r['beta_vae_score']:.3f} | "
-                     f"{r['reconstruction']:.1f} | {r['epochs']} × {r['train_images']:,} ({r['steps']:,}) | "
+                     f"{r['reconstruction']:.1f} | {tc:.2f} | {r['epochs']} × {r['train_images']:,} ({r['steps']:,}) | "
                      f"{r['train_minutes']:.0f} |")
     return "\n".join(lines) + "\n"
 
