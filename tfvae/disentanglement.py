@@ -307,6 +307,7 @@ def evaluate_run(run_dir, protocol: Protocol | None = None, checkpoint: str = "b
     import tensorflow as tf
 
     from . import plots
+    from .latent import posterior_means, posterior_parameters, sweep_codes
     from .rundir import load_model, read_config
 
     protocol = protocol or Protocol()
@@ -316,22 +317,19 @@ def evaluate_run(run_dir, protocol: Protocol | None = None, checkpoint: str = "b
     data = dsprites_data()
 
     def encode(images):
-        return np.concatenate([model.encode_mean(tf.constant(images[i:i + 500])).numpy()
-                               for i in range(0, len(images), 500)]).astype(np.float64)
+        return posterior_means(model, images, 500).astype(np.float64)
 
     start = time.perf_counter()
     metrics = all_metrics(encode, data, protocol)
     rng = np.random.default_rng(protocol.seed + 1)
     recon_images = data.images(data.sample(2000, rng))
-    z = tf.constant(encode(recon_images).astype(np.float32))
-    reconstruction = float(-tf.reduce_mean(model.likelihood(z).log_prob(tf.constant(recon_images))))
+    loc, scale = posterior_parameters(model, recon_images, 500)
+    reconstruction = float(-tf.reduce_mean(model.likelihood(tf.constant(loc)).log_prob(tf.constant(recon_images))))
     aggregate = None
     if cfg.model.model != "ae":  # an autoencoder has no posterior scale
         from .btcvae import total_correlation
 
-        params = [model.encoder(tf.constant(recon_images[i:i + 500])) for i in range(0, len(recon_images), 500)]
-        aggregate = total_correlation(np.concatenate([p["loc"].numpy() for p in params]),
-                                      np.concatenate([p["scale"].numpy() for p in params]), seed=protocol.seed)
+        aggregate = total_correlation(loc, scale, seed=protocol.seed)
 
     mi = np.array(metrics["mig"]["mutual_information"])
     normalized = mi / np.array(metrics["mig"]["factor_entropy"])[None, :]
@@ -341,10 +339,7 @@ def evaluate_run(run_dir, protocol: Protocol | None = None, checkpoint: str = "b
     order = np.argsort(-normalized.max(axis=1))[:traverse_dims]
     base_factors = np.array([[0, 3, 0, 16, 16]])  # a mid-size square in the centre
     base = encode(data.images(base_factors))[0]
-    values = np.linspace(-2.5, 2.5, 9)
-    zs = np.repeat(base[None], len(order) * len(values), axis=0)
-    for r, j in enumerate(order):
-        zs[r * len(values):(r + 1) * len(values), j] = base[j] + values
+    zs = sweep_codes(base, order, base[order][:, None] + np.linspace(-2.5, 2.5, 9))
     decoded = np.asarray(model.decode_mean(tf.constant(zs.astype(np.float32))))
     figure = run_dir / "figures" / "disentanglement_traverse.png"
     result = {

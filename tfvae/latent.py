@@ -32,11 +32,32 @@ def test_split(run_dir, checkpoint="best"):
     return model, cfg, data, images
 
 
+def posterior_parameters(model, images, batch_size: int = 1000, labels=None) -> tuple:
+    """(loc, scale) of q(z|x) for images [N, H, W, C] (labels one-hot [N, C] for a cvae),
+    encoded ``batch_size`` at a time: float32 [N, D] each."""
+    params = [model.encoder(model._with_labels(tf.constant(images[i:i + batch_size]),
+                                               None if labels is None else labels[i:i + batch_size]))
+              for i in range(0, len(images), batch_size)]
+    if not params:
+        return np.zeros((0, model.latent_dim), np.float32), np.zeros((0, model.latent_dim), np.float32)
+    return tuple(np.concatenate([p[key].numpy() for p in params]) for key in ("loc", "scale"))
+
+
 def posterior_means(model, images, batch_size: int = 1000) -> np.ndarray:
     """E_q[z|x] for images [N, H, W, C]: float32 [N, D]."""
-    out = [model.encoder(tf.constant(images[i:i + batch_size]))["loc"].numpy()
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, model.latent_dim), np.float32)
+    return posterior_parameters(model, images, batch_size)[0]
+
+
+def sweep_codes(base, dims, values) -> np.ndarray:
+    """Codes for a traversal: row r of ``len(dims)`` rows is ``base`` [D] with dimension
+    ``dims[r]`` set to ``values`` ([S], or [len(dims), S] for one sweep per row), S codes a row:
+    [len(dims) · S, D], same dtype as ``base``."""
+    values = np.broadcast_to(values, (len(dims), np.shape(values)[-1]))
+    steps = values.shape[1]
+    z = np.repeat(np.asarray(base)[None], len(dims) * steps, axis=0)
+    for r, d in enumerate(dims):
+        z[r * steps:(r + 1) * steps, d] = values[r]
+    return z
 
 
 def lerp(a, b, t):
@@ -297,10 +318,7 @@ def traverse(run_dir, out=None, dims: int = 10, steps: int = 9, limit: float = 3
     onehot = None
     if model.conditional:
         onehot = np.eye(model.num_classes, dtype=np.float32)[data.test_labels[:n]]
-    params = [model.encoder(model._with_labels(images[i:i + 500], None if onehot is None else onehot[i:i + 500]))
-              for i in range(0, n, 500)]
-    loc = np.concatenate([p["loc"].numpy() for p in params]).astype(np.float64)
-    scale = np.concatenate([p["scale"].numpy() for p in params]).astype(np.float64)
+    loc, scale = (a.astype(np.float64) for a in posterior_parameters(model, images[:n], 500, onehot))
     if cfg.model.prior == "standard" and cfg.model.model != "ae":
         score = np.mean(0.5 * (loc**2 + scale**2 - 1 - np.log(scale**2)), axis=0)
         measure = "KL(q(z_d|x) ‖ N(0, 1)) averaged over test images, nats"
@@ -313,10 +331,7 @@ def traverse(run_dir, out=None, dims: int = 10, steps: int = 9, limit: float = 3
         measure += " (top latent group of the hierarchy; noise space, mean path)"
     order = np.argsort(-score)[:dims]
     values = np.linspace(-limit, limit, steps)
-    base = loc[image]
-    z = np.repeat(base[None], len(order) * steps, axis=0)
-    for r, d in enumerate(order):
-        z[r * steps:(r + 1) * steps, d] = values
+    z = sweep_codes(loc[image], order, values)
     y = None if onehot is None else np.repeat(onehot[image:image + 1], len(z), axis=0)
     decoded = np.asarray(model.decode_mean(tf.constant(z.astype(np.float32)), y))
     plots.save_image_grid(decoded, folder / "traverse.png", rows=len(order),

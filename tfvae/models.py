@@ -391,8 +391,8 @@ def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, 
                 iw_samples=1, free_bits=0.0, precision: str = "float32", dataset_size: int = 1):
     """Construct the model ``config.model`` names (``vae``, ``cvae``: :class:`VAE`; ``ae``:
     :class:`Autoencoder`; ``hvae``: :class:`tfvae.hvae.HierarchicalVAE`; ``btcvae``:
-    :class:`tfvae.btcvae.BetaTCVAE`, whose loss weights each image by ``dataset_size``, the
-    training split's size) and build its weights (one call on zero inputs).
+    :class:`tfvae.btcvae.BetaTCVAE`, whose minibatch-weighted sampling needs ``dataset_size``,
+    the training split's size N) and build its weights (one call on zero inputs).
 
     ``precision``: Keras dtype policy of the hidden layers while the networks are built
     (``float32``, ``mixed_bfloat16``, ``mixed_float16``). Variables are float32 in every
