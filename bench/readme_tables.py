@@ -88,7 +88,7 @@ def _render_preset_run(preset: str, stem: str) -> str:
     lines = [
         f"Machine: {_machine(record)}." + (f" {f['note']}" if f.get("note") else ""), "",
         f"| `{preset}` | value |", "| --- | --- |",
-        f"| training command | `{_command(f['train_command'])}` |",
+        f"| training command | `{f['train_command']}` |",
         f"| test NLL, K = {p['iw_samples']:,}, {p['num_images']:,} test images | **{m['nll']:.2f} ± "
         f"{m['nll_stderr']:.2f} nats** |",
         f"| test −ELBO | {m['neg_elbo']:.2f} nats (reconstruction {m['reconstruction']:.2f} + KL {m['kl']:.2f}) |",
@@ -106,17 +106,16 @@ def _render_preset_run(preset: str, stem: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _command(argv) -> str:
-    """The recorded command line (a list of arguments, or a string) as one line of text."""
-    return " ".join(argv) if isinstance(argv, list) else str(argv)
+# The presets whose runs ``bench/default_run.py --preset PRESET --out STEM`` measures.
+PRESET_RUNS = {"mnist-best": "mnist_best", "mnist-hvae": "mnist_hvae"}
 
 
 def _preset_rows() -> list:
-    """Likelihood-table rows from the committed preset runs (``bench/results/mnist_best_run.json``,
-    ``mnist_hvae_run.json``; same protocol as ``bench/likelihood_table.py``), shown while that
-    table's own result file is not committed."""
+    """Likelihood-table rows from the committed preset runs (``bench/results/STEM_run.json``;
+    same protocol as ``bench/likelihood_table.py``), shown while that table's own result file
+    is not committed."""
     rows = []
-    for preset, stem in (("mnist-best", "mnist_best"), ("mnist-hvae", "mnist_hvae")):
+    for preset, stem in PRESET_RUNS.items():
         record = _load(f"{stem}_run.json")
         if record is None:
             continue
@@ -130,11 +129,11 @@ def _preset_rows() -> list:
 
 
 def render_mnist_best() -> str:
-    return _render_preset_run("mnist-best", "mnist_best")
+    return _render_preset_run("mnist-best", PRESET_RUNS["mnist-best"])
 
 
 def render_mnist_hvae() -> str:
-    return _render_preset_run("mnist-hvae", "mnist_hvae")
+    return _render_preset_run("mnist-hvae", PRESET_RUNS["mnist-hvae"])
 
 
 def render_likelihood() -> str:
@@ -152,10 +151,10 @@ def render_likelihood() -> str:
         lines.append(f"| {r['label']} | {r['nll']} | | | | {r['protocol']} (published) |")
     text = "\n".join(lines) + "\n"
     if record is None:
-        done = "".join(f" `bench/results/{r['file']}` (machine: {_machine(r['record'])});" for r in rows)
+        done = "; ".join(f"`bench/results/{r['file']}` (machine: {_machine(r['record'])})" for r in rows)
         text = ("The full table is not committed yet (`TFDS_DATA_DIR=../shared/tensorflow_datasets python "
                 "bench/likelihood_table.py` writes it under `bench/results/`);"
-                + (f" tfvae's rows measured so far come from{done[:-1]}." if rows else " the published figures:")
+                + (f" tfvae's rows measured so far come from {done}." if rows else " the published figures:")
                 + "\n\n" + text)
     else:
         text = f"Machine: {_machine(record)}.\n\n" + text
