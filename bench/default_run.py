@@ -68,7 +68,9 @@ def main(argv=None) -> None:
     if not (args.reuse and matching_report(run, args.iw_samples, 10000, 0)):
         cli("evaluate", run, "--iw-samples", args.iw_samples)
     kind = json.loads((run / "config.json").read_text())["model"]["model"]
-    if kind == "vae":
+    from tfvae.models import registry
+
+    if registry.family(kind).kl_per_dimension:  # a one-layer VAE (classify, anomaly, inpaint read them)
         step("figures/classify.json", "classify", run)
         step("figures/anomaly_ood-fashion_mnist.json", "anomaly", run, "--ood", "fashion_mnist", "--iw-samples", 100)
         step("figures/anomaly_ood-mnist-validation.json", "anomaly", run, "--ood", "mnist")
@@ -76,8 +78,8 @@ def main(argv=None) -> None:
             step(f"figures/anomaly_corrupt-{corruption}.json", "anomaly", run, "--corrupt", corruption)
         step("figures/inpaint_random0.5.json", "inpaint", run, "--mask", "random:0.5")
         step("figures/inpaint_bottom.json", "inpaint", run, "--mask", "bottom")
-    else:  # those commands read one-layer VAE runs and refuse the others in one line
-        print(f"--model {kind}: classify, anomaly and inpaint skipped (they take --model vae runs)", flush=True)
+    else:
+        print(f"--model {kind}: classify, anomaly and inpaint skipped (measured for one-layer VAE runs)", flush=True)
 
     folder = RESULTS / args.out
     folder.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,7 @@ def parity(name: str) -> dict:
             if weights is None:
                 weights = model.get_weights()
             model.set_weights(weights)
-            losses[device] = float(model.losses_for(tf.constant(x), eps=tf.constant(eps), weight=1.0)[0])
+            losses[device] = float(model.losses_for(tf.constant(x), eps=tf.constant(eps), weight=1.0)["loss"])
     cpu, gpu = losses["/CPU:0"], losses["/GPU:0"]
     return {"cpu_loss": cpu, "gpu_loss": gpu, "relative_difference": abs(gpu - cpu) / abs(cpu)}
 

@@ -33,7 +33,7 @@ from _cli import ROOT  # noqa: E402
 
 def launch(n: int, argv: list, timeout: float = 3600) -> list:
     """Run ``argv`` as workers 0 ... n-1 of a cluster on 127.0.0.1; return their stdouts."""
-    from tfvae.distributed import local_tf_configs
+    from tfvae.training.multiworker import local_tf_configs
 
     procs = [subprocess.Popen([sys.executable, *map(str, argv)], env={**os.environ, "TF_CONFIG": tf_config}, cwd=ROOT,
                               text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -48,7 +48,7 @@ def launch(n: int, argv: list, timeout: float = 3600) -> list:
 
 def allreduce_child(size: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfvae.distributed import multiworker_strategy, seconds_per_step_allreduce
+    from tfvae.training.multiworker import multiworker_strategy, seconds_per_step_allreduce
 
     strategy = multiworker_strategy()
     print(json.dumps({"seconds": seconds_per_step_allreduce(strategy, size)}))

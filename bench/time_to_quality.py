@@ -6,7 +6,7 @@ test NLL is at most 86.5 nats, for the previous default recipe and today's, in o
 
 Protocol:
 
-1. Each recipe trains on real MNIST in its own subprocess through ``tfvae.train.train``
+1. Each recipe trains on real MNIST in its own subprocess through ``tfvae.training.train``
    with everything ``cli.py train`` does (validation each epoch, checkpoints, figures,
    TensorBoard, one line per epoch), the new recipe first. A callback saves the weights
    after every ``--every``-th epoch and after the last; its saving time is subtracted, so
@@ -88,7 +88,7 @@ def train_worker(name: str, run_dir: Path, every: int, smoke: bool = False) -> N
     """Train recipe ``name`` into ``run_dir``, saving snapshots and their times."""
     import keras
 
-    from tfvae.train import train
+    from tfvae.training import train
 
     cfg = recipe_config(name, smoke)
     snaps = run_dir.parent / f"{run_dir.name}-snapshots"

@@ -164,7 +164,7 @@ def test_btcvae_loss_at_beta_one_is_the_elbo_on_the_same_samples():
     model = build_model(cfg, beta=1.0, dataset_size=5000, seed=0)
     x = tf.constant(dsprites.render(dsprites.sample_factors(16, np.random.default_rng(0))) / 255.0, tf.float32)
     eps = tf.random.stateless_normal([16, 1, 6], seed=[1, 2])
-    loss, reconstruction, kl, _ = model.losses_for(x, eps=eps)
+    loss = model.losses_for(x, eps=eps)["loss"]
     q = model.posterior(x)
     z = q.mean() + q.stddev() * tf.transpose(eps, [1, 0, 2])
     neg_elbo = tf.reduce_mean(-model.likelihood(z).log_prob(x) + q.log_prob(z) - model.prior().log_prob(z))
@@ -172,12 +172,12 @@ def test_btcvae_loss_at_beta_one_is_the_elbo_on_the_same_samples():
     # β > 1 adds (β − 1)·TC on the same samples.
     model6 = build_model(cfg, beta=6.0, dataset_size=5000, seed=0)
     model6.set_weights(model.get_weights())
-    loss6, _, _, _ = model6.losses_for(x, eps=eps)
-    assert float(loss6) == pytest.approx(float(loss) + 5 * float(model6._last_tc), rel=1e-5)
+    terms6 = model6.losses_for(x, eps=eps)
+    assert float(terms6["loss"]) == pytest.approx(float(loss) + 5 * float(terms6["tc"]), rel=1e-5)
 
 
 def test_total_correlation_of_a_gaussian_code_is_its_closed_form():
-    from tfvae.btcvae import total_correlation
+    from tfvae.models.btcvae import total_correlation
 
     rng = np.random.default_rng(0)
     rho = 0.8
@@ -213,7 +213,7 @@ def dsprites_runs(tmp_path_factory):
 def test_btcvae_lowers_the_total_correlation(dsprites_runs):
     import tensorflow as tf
 
-    from tfvae.btcvae import total_correlation
+    from tfvae.models.btcvae import total_correlation
     from tfvae.rundir import load_model
 
     x = tf.constant(dsprites.render(dsprites.sample_factors(1500, np.random.default_rng(5))) / 255.0, tf.float32)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfvae.config import ModelConfig
 from tfvae.evaluate import evaluate_images
-from tfvae.hvae import group_slices
+from tfvae.models.hvae import group_slices
 from tfvae.models import build_model
 
 SHAPE = [8, 8, 1]
@@ -66,7 +66,8 @@ def test_loss_is_reconstruction_plus_the_groups_kls_computed_by_hand():
     model = tiny()
     x = images()
     eps = np.random.default_rng(1).standard_normal((len(x), 1, model.latent_dim)).astype(np.float32)
-    loss, reconstruction, kl, _ = model.losses_for(tf.constant(x), eps=tf.constant(eps))
+    terms = model.losses_for(tf.constant(x), eps=tf.constant(eps))
+    loss, reconstruction, kl = terms["loss"], terms["reconstruction"], terms["kl"]
     rec_hand, kls_hand = hand_loss(model, x, eps[:, 0].astype(np.float64))
     assert float(reconstruction) == pytest.approx(rec_hand.mean(), rel=1e-5)
     assert float(kl) == pytest.approx(kls_hand.sum(axis=0).mean(), rel=1e-5)
@@ -80,7 +81,8 @@ def test_free_bits_floor_each_groups_kl():
     model = tiny(free_bits=50.0)  # a KL floor far above an untrained group's KL
     x = images()
     eps = np.zeros((len(x), 1, model.latent_dim), np.float32)
-    loss, reconstruction, kl, _ = model.losses_for(tf.constant(x), eps=tf.constant(eps))
+    terms = model.losses_for(tf.constant(x), eps=tf.constant(eps))
+    loss, reconstruction, kl = terms["loss"], terms["reconstruction"], terms["kl"]
     assert float(loss) == pytest.approx(float(reconstruction) + 50.0 * model.latent_dim, rel=1e-5)
     assert float(kl) < 50.0 * model.latent_dim
 
@@ -110,7 +112,7 @@ def test_objective_iwae_at_k_samples_matches_the_evaluated_bound():
     model = tiny(objective="iwae")
     x = images(3)
     eps = np.random.default_rng(3).standard_normal((3, 4, model.latent_dim)).astype(np.float32)
-    loss, _, _, _ = model.losses_for(tf.constant(x), eps=tf.constant(eps), weight=1.0)
+    loss = model.losses_for(tf.constant(x), eps=tf.constant(eps), weight=1.0)["loss"]
     log_w = model.log_weights(tf.constant(x), tf.constant(eps.transpose(1, 0, 2)))[0].numpy().astype(np.float64)
     expected = -(np.logaddexp.reduce(log_w, axis=0) - np.log(4)).mean()
     assert float(loss) == pytest.approx(expected, rel=1e-5)

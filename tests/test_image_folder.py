@@ -218,13 +218,15 @@ def test_discretized_logistic_matches_its_closed_form_and_sums_to_one():
     import tensorflow as tf
 
     from tfvae import distributions as dist
+    from tfvae.likelihoods import DiscretizedLogisticLikelihood
 
     rng = np.random.default_rng(0)
     loc = rng.random((3, 4, 4, 2)).astype(np.float32)
     scale = (rng.random((3, 4, 4, 2)) * 0.05 + 0.002).astype(np.float32)
     k = rng.integers(0, 256, loc.shape)
     k[0, 0, 0] = [0, 255]  # the two edge levels take the tails
-    got = dist.likelihood({"loc": loc, "scale": scale}, "logistic").log_prob((k / 255).astype(np.float32)).numpy()
+    got = DiscretizedLogisticLikelihood().distribution({"loc": loc, "scale": scale}).log_prob(
+        (k / 255).astype(np.float32)).numpy()
     mu, s = loc.astype(np.float64) * 255, scale.astype(np.float64) * 255
     # Salimans et al. 2017, eq. 2, in float64 and log space: log(σ(b) − σ(a)), written with
     # the survival function σ(−a) − σ(−b) where both CDFs are near 1.
@@ -244,13 +246,13 @@ def test_discretized_logistic_matches_its_closed_form_and_sums_to_one():
 def test_bits_per_dim_conversions():
     import math
 
-    from tfvae.evaluate import bits_per_dim
+    from tfvae.likelihoods import Bernoulli, DiscretizedLogisticLikelihood, Gaussian
 
     d = 32 * 32 * 3
-    assert bits_per_dim(d * math.log(2), (32, 32, 3), "logistic", "none")[0] == pytest.approx(1.0)
-    assert bits_per_dim(d * math.log(2), (32, 32, 3), "bernoulli", "dynamic")[0] == pytest.approx(1.0)
+    assert DiscretizedLogisticLikelihood().bits_per_dim(d * math.log(2), (32, 32, 3), "none")[0] == pytest.approx(1.0)
+    assert Bernoulli().bits_per_dim(d * math.log(2), (32, 32, 3), "dynamic")[0] == pytest.approx(1.0)
     # A density on [0, 1]: adding D ln 256 turns a uniform density (0 nats) into 8 bits/dim.
-    assert bits_per_dim(0.0, (32, 32, 3), "gaussian", "none")[0] == pytest.approx(8.0)
+    assert Gaussian(0.1).bits_per_dim(0.0, (32, 32, 3), "none")[0] == pytest.approx(8.0)
 
 
 # ---- colour images end to end ---------------------------------------------------------------

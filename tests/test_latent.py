@@ -32,7 +32,8 @@ def test_lerp_and_slerp_endpoints_and_norms():
 
 @pytest.mark.slow
 def test_interpolation_endpoints_decode_to_the_reconstructions(run_dir, tmp_path):
-    from tfvae.latent import interpolate, posterior_means, test_split
+    from tfvae.codes import posterior_means
+    from tfvae.latent import interpolate, test_split
 
     result = interpolate(run_dir, 3, 5, steps=6, method="slerp", analogy=(0, 1, 2), out=tmp_path)
     assert (tmp_path / "interpolation.png").is_file() and result["analogy"]["C"] == 2

@@ -27,7 +27,7 @@ WAIT = 600  # seconds: the bound on any one worker process
 
 def start_workers(n, args, logs):
     """Start ``python cli.py ARGS`` as workers 0 ... n-1 of one cluster on 127.0.0.1."""
-    from tfvae.distributed import local_tf_configs
+    from tfvae.training.multiworker import local_tf_configs
 
     logs.mkdir(parents=True, exist_ok=True)
     procs = []

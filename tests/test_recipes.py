@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae.callbacks import AtomicCheckpoint
+from tfvae.training.callbacks import AtomicCheckpoint
 from tfvae.config import ModelConfig, RunConfig, TrainConfig, load_preset
 from tfvae.models import build_model
-from tfvae.train import EMAForEvaluation, make_optimizer
+from tfvae.training import EMAForEvaluation, make_optimizer
 
 SHAPE = (28, 28, 1)
 
@@ -82,7 +82,8 @@ def test_free_bits_floor():
     term = float(model.free_bits_kl(q))
     assert term == pytest.approx(float(np.sum(np.maximum(per_dim, lam))), rel=1e-6)
     assert term >= 6 * lam - 1e-6
-    loss, reconstruction, kl, weight = model.losses_for(x, eps=tf.zeros((16, 1, 6)))
+    terms = model.losses_for(x, eps=tf.zeros((16, 1, 6)))
+    loss, reconstruction, kl = terms["loss"], terms["reconstruction"], terms["kl"]
     assert float(loss) == pytest.approx(float(reconstruction) + term, rel=1e-5)
     assert float(kl) < term  # the tracked KL is the true one, the loss uses the floor
     # The floor's gradient is zero for the clamped dimensions.
@@ -174,7 +175,7 @@ def test_precision_is_refused_where_the_machine_would_emulate_it():
 
 def test_steps_per_execution_left_out_is_chosen_per_run_and_recorded():
     from tfvae.config import AUTO_STEPS_PER_EXECUTION, RunConfig, TrainConfig
-    from tfvae.train import resolve_speed
+    from tfvae.training import resolve_speed
 
     for steps_per_epoch, multi, expected in ((430, False, AUTO_STEPS_PER_EXECUTION),
                                              (8, False, min(8, AUTO_STEPS_PER_EXECUTION)), (430, True, 1)):

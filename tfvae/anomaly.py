@@ -24,7 +24,8 @@ from .config import atomic_write_text, json_text
 from .data import binarize_fixed, load_dataset
 from .errors import TfvaeError
 from .evaluate import evaluate_images
-from .latent import output_folder, posterior_means, test_split
+from .codes import posterior_means
+from .latent import output_folder, test_split
 
 CORRUPTIONS = ("noise", "blank", "invert")
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from .config import atomic_write_text
 from .errors import TfvaeError
+from .models import registry
 
 COLUMNS = [
     ("run", "run"), ("model", "model"), ("latent_dim", "latent dim"), ("beta", "β"), ("objective", "objective"),
@@ -63,9 +64,6 @@ def _fmt(value, digits=2):
     return str(value)
 
 
-VARIATIONAL = ("vae", "cvae", "hvae", "btcvae")  # the models with a posterior, a prior and an NLL
-
-
 def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=None, n_samples: int = 10000,
              seed: int = 0, say=print):
     """Table rows (dicts keyed by :data:`COLUMNS`) and sample images for one run.
@@ -77,20 +75,21 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
     from .evaluate import evaluate_run, matching_report
     from .quality import sample_quality
     from .rundir import load_model
-    from .sample import sample_means
+    from .codes import sample_means
 
     run_dir = Path(run_dir)
     model, cfg = load_model(run_dir)
     kind = cfg.model.model
+    family = registry.of(cfg)
     raw = data.test if max_examples is None else data.test[:max_examples]
     images = binarize_fixed(raw, cfg.data.binarization, cfg.data.binarization_seed)
     onehot = None
-    if kind == "cvae":
+    if family.conditional:
         onehot = np.eye(cfg.model.num_classes, dtype=np.float32)[data.test_labels[:len(raw)]]
     bce, mse, codes = reconstruction_errors(model, images, onehot)
     activity = np.var(codes.astype(np.float64), axis=0)
     nll = neg_elbo = k = None
-    if kind in VARIATIONAL:
+    if family.evaluation == "iw_nll":
         # An eval.json is reused only when its protocol is the one asked for; compare never
         # writes or replaces it (evaluate does).
         report = matching_report(run_dir, iw_samples, len(raw), seed)
@@ -104,7 +103,8 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
     summary_path = run_dir / "summary.json"
     minutes = json.loads(summary_path.read_text()).get("seconds", float("nan")) / 60 if summary_path.is_file() else None
     reference = data.test.astype(np.float32) / 255.0
-    sources = ["prior", "fitted"] if kind == "ae" and getattr(model, "code_gaussian", None) is not None else ["prior"]
+    sources = ["prior", "fitted"] if family.fitted_codes and getattr(model, "code_gaussian", None) is not None \
+        else ["prior"]
     rows, shown = [], []
     for source in sources:
         samples = sample_means(model, n_samples, seed=seed, source=source)
@@ -113,23 +113,23 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
             sampling = "N(mean, cov) of training codes"
         else:
             sampling = {"standard": "N(0, I)", "mog": "mixture prior", "vamp": "VampPrior"}[cfg.model.prior]
-            if kind == "hvae":
+            if family.latent_groups:
                 sampling = f"hierarchical prior, {len(cfg.model.group_dims)} groups"
-            if kind == "cvae":
+            if family.conditional:
                 sampling += ", labels cycled"
         rows.append({
             "run": run_dir.name, "model": kind, "latent_dim": cfg.model.latent_dim,
-            "beta": cfg.train.beta if kind in VARIATIONAL else None,
+            "beta": cfg.train.beta if family.variational else None,
             "objective": (f"iwae k={cfg.train.train_iw_samples}" if cfg.train.objective == "iwae" else "elbo")
-            if kind in VARIATIONAL else ("reconstruction" if kind == "ae" else "closed form"),
-            "prior": cfg.model.prior if kind in VARIATIONAL else None,
+            if family.variational else family.objective_label,
+            "prior": cfg.model.prior if family.variational else None,
             "sampling": sampling, "nll": nll, "iw_samples": k, "neg_elbo": neg_elbo,
             "bce": float(np.mean(bce)), "mse": float(np.mean(mse)),
             "active_units": int(np.sum(activity > 0.01)),
             "fd_classifier": quality["fd_classifier"], "label_entropy": quality["label_entropy"],
             "class_coverage": quality["class_coverage"], "train_minutes": minutes,
         })
-        shown.append(samples[:SAMPLES_SHOWN] if kind != "cvae" else samples[:SAMPLES_SHOWN])
+        shown.append(samples[:SAMPLES_SHOWN])
     return rows, shown
 
 

@@ -5,7 +5,8 @@ name with ``-`` for ``_``), so validation errors name the option the user typed.
 ``config.json`` in a run directory holds a :class:`RunConfig`; it is all that is
 needed to rebuild the model and its data pipeline.
 
-This module imports no TensorFlow.
+The model families and what each accepts live in :mod:`tfvae.models.registry`; validation
+asks it. This module imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .errors import TfvaeError
+from .likelihoods import NAMES as LIKELIHOODS
+from .likelihoods import default_binarization
+from .models import registry
+from .models.registry import OBJECTIVE_NAMES as OBJECTIVES
+from .models.registry import PRIOR_NAMES as PRIORS
 
-ARCHITECTURES = ("mlp", "conv", "kerasio", "resnet")
-LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
+from .models.registry import ARCHITECTURE_NAMES as ARCHITECTURES
 BINARIZATIONS = ("dynamic", "static", "none")
-MODELS = ("vae", "ae", "cvae", "pca", "hvae", "btcvae")
-PRIORS = ("standard", "mog", "vamp")
-OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Optimizer steps per tf.function call when --steps-per-execution is not given. 50 steps
@@ -95,12 +97,8 @@ class ModelConfig:
     """The VAE's networks and distributions.
 
     Attributes:
-        model: the model family (``--model``): ``vae``; ``ae``, a deterministic
-            autoencoder (z = encoder mean, reconstruction loss only); ``cvae``, a
-            conditional VAE whose encoder and decoder also see the one-hot label (Sohn et
-            al. 2015); ``pca``, probabilistic PCA fitted in closed form (Tipping & Bishop
-            1999); ``hvae``, a top-down hierarchical VAE; ``btcvae``, the β-TCVAE (Chen et al.
-            2018: β weights the total correlation of the ELBO's KL term, see ``btcvae.py``).
+        model: the model family (``--model``), a name in :mod:`tfvae.models.registry`
+            (its record says what the family is and accepts).
         arch: ``conv`` or ``mlp``, both sized from ``image_shape``; or ``kerasio``, the
             keras-io "Variational AutoEncoder" example's networks (conv 32-64 stride 2,
             dense 16; dense to H/4×W/4×64, transposed convs 64 and 32 stride 2, and a
@@ -129,8 +127,9 @@ class ModelConfig:
         image_shape: (H, W, C), filled in from the data when training starts.
         res_blocks: residual blocks after each stride-2 convolution (``resnet`` only;
             each block is two 3×3 convolutions, He et al. 2016).
-        group_dims: ``hvae`` only: dimensions of each latent group, top group first
-            (None resolves to :data:`DEFAULT_GROUP_DIMS`); ``latent_dim`` is set to their sum.
+        group_dims: families with latent groups (``hvae``) only: dimensions of each latent
+            group, top group first (None resolves to :data:`DEFAULT_GROUP_DIMS`);
+            ``latent_dim`` is set to their sum.
         hvae_width: ``hvae`` only: width of the top-down state and bottom-up features.
     """
 
@@ -222,12 +221,12 @@ class RunConfig:
         """Return a copy with defaults that depend on other fields filled in."""
         cfg = RunConfig.from_dict(self.to_dict())
         if cfg.data.binarization is None:
-            cfg.data.binarization = "dynamic" if cfg.model.likelihood == "bernoulli" else "none"
+            cfg.data.binarization = default_binarization(cfg.model.likelihood)
         if cfg.model.hidden_units is None:
             cfg.model.hidden_units = list(DEFAULT_HIDDEN_UNITS.get(cfg.model.arch, [256]))
         if cfg.model.conv_filters is None:
             cfg.model.conv_filters = list(DEFAULT_CONV_FILTERS)
-        if cfg.model.model == "hvae":
+        if cfg.model.model in registry.names() and registry.of(cfg).latent_groups:
             if cfg.model.group_dims is None:
                 cfg.model.group_dims = list(DEFAULT_GROUP_DIMS)
             if cfg.model.group_dims and all(isinstance(v, int) for v in cfg.model.group_dims):
@@ -254,24 +253,23 @@ class RunConfig:
                 raise TfvaeError(f"{_option(name)} must be one of {', '.join(choices)}, got {value!r}")
 
         positive_int("latent_dim", m.latent_dim)
-        if m.model not in MODELS:
-            raise TfvaeError(f"--model must be one of {', '.join(MODELS)}, got {m.model!r}")
+        family = registry.family(m.model)  # an unknown --model fails here, naming the families
         choice("arch", m.arch, ARCHITECTURES)
         choice("prior", m.prior, PRIORS)
         if isinstance(m.prior_components, bool) or not isinstance(m.prior_components, int) or m.prior_components < 0:
             raise TfvaeError(f"--prior-components must be a non-negative integer, got {m.prior_components!r}")
-        if m.model == "btcvae":
-            if m.prior != "standard":
-                raise TfvaeError("--model btcvae needs --prior standard (its KL decomposition is against N(0, I))")
-            if t.objective != "elbo" or t.free_bits or t.kl_warmup_epochs:
-                raise TfvaeError("--model btcvae trains its own objective (--beta weights the total correlation); "
-                                 "leave --objective, --free-bits and --kl-warmup-epochs at their defaults")
-        if m.prior != "standard" and m.model not in ("vae", "cvae"):
-            raise TfvaeError(f"--prior {m.prior} needs --model vae or cvae, not {m.model}")
-        if m.prior == "vamp" and m.model == "cvae":
-            raise TfvaeError("--prior vamp needs --model vae: the VampPrior mixes the encoder's posteriors of "
-                             "pseudo-inputs, and a cvae's encoder also needs a label (use --prior mog with cvae)")
         choice("likelihood", m.likelihood, LIKELIHOODS)
+        choice("objective", t.objective, OBJECTIVES)
+        for option, value, accepted in (("prior", m.prior, "priors"), ("objective", t.objective, "objectives"),
+                                        ("likelihood", m.likelihood, "likelihoods")):
+            if value not in getattr(family, accepted):
+                able = [f.name for f in registry.families() if value in getattr(f, accepted)]
+                raise TfvaeError(f"{_option(option)} {value} needs --model {' or '.join(able)}, not {m.model}")
+        if m.arch not in family.architectures:
+            raise TfvaeError(f"--arch {m.arch}: --model {m.model} takes --arch {' or '.join(family.architectures)}")
+        if not family.kl_schedule and (t.free_bits or t.kl_warmup_epochs):
+            raise TfvaeError(f"--model {m.model} trains its own objective: --free-bits and --kl-warmup-epochs do not "
+                             f"apply; leave them at 0")
         if isinstance(m.sigma, str):
             if m.sigma != "learned":
                 raise TfvaeError(f"--sigma must be a positive number or 'learned', got {m.sigma!r}")
@@ -287,14 +285,14 @@ class RunConfig:
         if m.group_dims is not None and (not m.group_dims or any(
                 isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in m.group_dims)):
             raise TfvaeError(f"--group-dims must be a list of positive integers, got {m.group_dims!r}")
-        if m.model == "hvae":
+        if family.latent_groups:
             if m.group_dims is not None and len(m.group_dims) < 2:
                 raise TfvaeError(f"--group-dims: a hierarchical VAE needs at least 2 latent groups, got {m.group_dims!r}")
             if m.group_dims is not None and sum(m.group_dims) != m.latent_dim:
                 raise TfvaeError(f"--latent-dim of an hvae is the sum of --group-dims ({sum(m.group_dims)}), "
                                  f"got {m.latent_dim}; leave --latent-dim out")
         elif m.group_dims is not None:
-            raise TfvaeError("--group-dims needs --model hvae")
+            raise TfvaeError(f"--group-dims needs --model {' or '.join(registry.with_capability(latent_groups=True))}")
         if not m.scale_floor > 0:
             raise TfvaeError(f"--scale-floor must be positive, got {m.scale_floor!r}")
         if d.binarization is not None:
@@ -316,13 +314,10 @@ class RunConfig:
         positive_int("mc_samples", t.mc_samples)
         if not (isinstance(t.learning_rate, (int, float)) and t.learning_rate > 0):
             raise TfvaeError(f"--learning-rate must be positive, got {t.learning_rate!r}")
-        choice("objective", t.objective, OBJECTIVES)
         choice("lr_schedule", t.lr_schedule, LR_SCHEDULES)
         if isinstance(t.train_iw_samples, bool) or not isinstance(t.train_iw_samples, int) or t.train_iw_samples < 1:
             raise TfvaeError(f"--train-iw-samples must be an integer >= 1 (K importance samples), got {t.train_iw_samples!r}")
         if t.objective == "iwae":
-            if m.model not in ("vae", "cvae", "hvae"):
-                raise TfvaeError(f"--objective iwae needs --model vae, cvae or hvae, not {m.model}")
             if t.free_bits:
                 raise TfvaeError("--free-bits applies to the ELBO's KL term; the iwae objective has none")
         elif t.train_iw_samples != 1:

@@ -384,7 +384,7 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
         start_epoch: first epoch of the stream (for resuming).
         labels, num_classes: int labels [N] to also yield one-hot labels float32 [B, C]
             (conditional models; needs ``noise_shape``).
-        split: for several workers (``tfvae.distributed.distribute``), a function turning
+        split: for several workers (``tfvae.training.multiworker.distribute``), a function turning
             a dataset of global batches of image indices into this worker's per-replica
             parts; the pipeline then yields those parts, and reads only their images.
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from .config import atomic_write_text, json_text
 from .errors import TfvaeError
+from .models import registry
 
 FACTOR_DATASETS = ("dsprites",)  # datasets whose factors tfvae knows
 
@@ -285,9 +286,10 @@ def check_run(cfg, run_dir) -> None:
         source = cfg.data.image_dir or cfg.data.idx_dir or cfg.data.dataset
         raise TfvaeError(f"disentanglement needs a run trained on data with known factors (--dataset "
                          f"{' or '.join(FACTOR_DATASETS)}); {run_dir} was trained on {source}")
-    if cfg.model.model not in ("vae", "btcvae", "ae"):
-        raise TfvaeError(f"disentanglement scores the codes of --model vae, btcvae or ae; {run_dir} is "
-                         f"--model {cfg.model.model}")
+    able = registry.with_capability(encoder=True, conditional=False, latent_groups=False)
+    if cfg.model.model not in able:
+        raise TfvaeError(f"disentanglement scores the codes of --model {' or '.join(able)} (an unconditional "
+                         f"encoder with one latent group); {run_dir} is --model {cfg.model.model}")
 
 
 def evaluate_run(run_dir, protocol: Protocol | None = None, checkpoint: str = "best", traverse_dims: int = 6,
@@ -307,7 +309,8 @@ def evaluate_run(run_dir, protocol: Protocol | None = None, checkpoint: str = "b
     import tensorflow as tf
 
     from . import plots
-    from .latent import posterior_means, posterior_parameters, sweep_codes
+    from .codes import posterior_means, posterior_parameters
+    from .latent import sweep_codes
     from .rundir import load_model, read_config
 
     protocol = protocol or Protocol()
@@ -326,8 +329,8 @@ def evaluate_run(run_dir, protocol: Protocol | None = None, checkpoint: str = "b
     loc, scale = posterior_parameters(model, recon_images, 500)
     reconstruction = float(-tf.reduce_mean(model.likelihood(tf.constant(loc)).log_prob(tf.constant(recon_images))))
     aggregate = None
-    if cfg.model.model != "ae":  # an autoencoder has no posterior scale
-        from .btcvae import total_correlation
+    if registry.of(cfg).posterior_scale:  # an autoencoder has no posterior scale
+        from .models.btcvae import total_correlation
 
         aggregate = total_correlation(loc, scale, seed=protocol.seed)
 

@@ -4,9 +4,8 @@
   (Kingma & Welling 2013, section 3; the "Gaussian encoder" of appendix C.2).
 * prior p(z) = MultivariateNormalDiag(0, I), event [D], or a Gaussian mixture
   (learned mixture of Gaussians, VampPrior: :func:`mixture_prior`).
-* likelihood p(x|z) = Independent over the H×W×C pixels of Bernoulli(logits) or
-  Normal(loc, scale) (appendix C of Kingma & Welling 2013), or the discretized logistic
-  of 8-bit pixels (Salimans et al. 2017, eq. 2), event [H, W, C].
+* the discretized logistic of 8-bit pixels (Salimans et al. 2017, eq. 2), event [H, W, C],
+  one of the likelihoods p(x|z) (``tfvae.likelihoods`` owns them all).
 
 ``tfp.layers`` are Keras 2 layers; here the networks are plain Keras 3 models and the
 distributions are made from their outputs inside the model's steps.
@@ -28,31 +27,6 @@ def posterior(loc, scale) -> tfd.Distribution:
 def prior(latent_dim: int, dtype=tf.float32) -> tfd.Distribution:
     """p(z) = N(0, I_D): event shape [D], empty batch shape."""
     return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], dtype), scale_diag=tf.ones([latent_dim], dtype))
-
-
-def likelihood(params: dict, kind: str, sigma=None) -> tfd.Distribution:
-    """p(x|z) from decoder outputs.
-
-    Args:
-        params: ``{"logits"}`` for ``bernoulli``; ``{"loc"}`` or ``{"loc", "scale"}`` for
-            ``gaussian``; each float32 [..., H, W, C].
-        kind: ``bernoulli``, ``gaussian`` or ``logistic`` (``{"loc", "scale"}``, on the
-            [0, 1] pixel scale; see :func:`discretized_logistic`).
-        sigma: the fixed standard deviation when ``params`` has no ``scale``.
-
-    Returns:
-        ``tfd.Independent`` with event shape [H, W, C]; ``log_prob(x)`` is in nats per image.
-    """
-    if kind == "bernoulli":
-        base = tfd.Bernoulli(logits=params["logits"], dtype=tf.float32)
-    elif kind == "logistic":
-        return DiscretizedLogistic(params["loc"], params["scale"])
-    elif kind == "gaussian":
-        scale = params["scale"] if "scale" in params else tf.cast(sigma, params["loc"].dtype)
-        base = tfd.Normal(loc=params["loc"], scale=scale)
-    else:
-        raise ValueError(f"unknown likelihood {kind!r}")
-    return tfd.Independent(base, reinterpreted_batch_ndims=3)
 
 
 PIXEL_LEVELS = 256  # 8-bit pixels, x = k / 255, k = 0 ... 255
@@ -96,14 +70,6 @@ class DiscretizedLogistic(tfd.Independent):
 
     def _mean(self):
         return self._loc01
-
-
-def likelihood_mean(params: dict, kind: str):
-    """E[x|z] in [0, 1]: sigmoid(logits) for Bernoulli, ``loc`` for Gaussian and the
-    discretized logistic. [..., H, W, C]."""
-    if kind == "bernoulli":
-        return tf.sigmoid(params["logits"])
-    return params["loc"]
 
 
 def kl_per_dimension(loc, scale):

@@ -26,6 +26,7 @@ from . import distributions as dist
 from .config import atomic_write_text, json_text
 from .data import binarize_fixed, load_dataset
 from .errors import TfvaeError
+from .models import registry
 from .objectives import iw_log_likelihood, log_importance_weights
 from .rundir import load_model
 
@@ -45,7 +46,7 @@ def log_weights_fn(model):
 
     @tf.function(reduce_retracing=True)
     def fn(x, eps, labels=None):
-        if hasattr(model, "log_weights"):  # a hierarchical proposal (tfvae.hvae)
+        if hasattr(model, "log_weights"):  # a hierarchical proposal (tfvae.models.hvae)
             return model.log_weights(x, eps, labels)  # and the groups' KLs [L, S, B]
         q = model.posterior(x, labels)
         log_w, log_lik = log_importance_weights(x, q, model.prior(), lambda z: model.likelihood(z, labels), eps)
@@ -146,13 +147,13 @@ def summarize(result: dict, group_dims=None) -> dict:
     Cov_x(E_q[z_d]) > 0.01, i.e. the variance over images of the posterior mean. With
     ``group_dims`` (a hierarchical VAE, top group first) also ``kl_per_group`` and
     ``active_units_per_group``; there the posterior mean is that of the noise ε along the
-    mean path (:attr:`tfvae.hvae.HierarchicalVAE.encoder`).
+    mean path (:attr:`tfvae.models.hvae.HierarchicalVAE.encoder`).
     """
     n = len(result["nll"])
     activity = np.var(result["posterior_mean"].astype(np.float64), axis=0)
     groups = {}
     if group_dims is not None and "kl_per_group" in result:
-        from .hvae import group_slices
+        from .models.hvae import group_slices
 
         groups = {"group_dims": [int(d) for d in group_dims],
                   "kl_per_group": [float(v) for v in np.mean(result["kl_per_group"], axis=0)],
@@ -173,25 +174,6 @@ def summarize(result: dict, group_dims=None) -> dict:
     }
 
 
-def bits_per_dim(nats, image_shape, likelihood: str, binarization: str):
-    """Nats per image -> bits per dimension, and the conversion used (a string).
-
-    D = H·W·C. The discretized logistic gives the probability of the 8-bit image and the
-    Bernoulli that of the binarized image, so bits/dim = nats / (D ln 2). The Gaussian of
-    grey levels x = k/255 is a density on [0, 1]^D; as the field does for continuous
-    models of 8-bit data (e.g. Theis et al. 2016; Salimans et al. 2017), D·ln 256 is added,
-    the log-volume of the 256^D level cells, giving (nats + D ln 256) / (D ln 2). Here the
-    density is evaluated at the levels without uniform dequantization noise, so that
-    figure is comparable in form but is not a proven bound.
-    """
-    d = int(np.prod(image_shape))
-    if likelihood == "gaussian" and binarization == "none":
-        return (nats + d * math.log(256)) / (d * math.log(2)), \
-            "(nats + D ln 256) / (D ln 2), D = H*W*C: density of x = k/255, no dequantization noise"
-    what = "8-bit images (discretized logistic)" if likelihood == "logistic" else f"{binarization}-binarized images"
-    return nats / (d * math.log(2)), f"nats / (D ln 2), D = H*W*C: probability of the {what}"
-
-
 def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int = 0, checkpoint: str = "best",
                  data_dir=None, idx_dir=None, chunk: int = 4096, progress: bool = True, write: bool = True,
                  image_dir=None, strategy: str = "default") -> dict:
@@ -206,7 +188,7 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
         data_dir, idx_dir, image_dir: override where the data is read from (same dataset,
             e.g. an image folder moved elsewhere).
         strategy: ``multiworker`` splits the test images over the workers of ``TF_CONFIG``
-            (``tfvae.distributed.evaluate_sharded``); the chief writes ``eval.json``, equal
+            (``tfvae.training.multiworker.evaluate_sharded``); the chief writes ``eval.json``, equal
             to one machine's, and the others write nothing.
 
     Returns:
@@ -222,15 +204,17 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
         raise TfvaeError(f"--max-examples must be a positive integer, got {max_examples!r}")
     from .rundir import read_config
 
-    kind = read_config(run_dir).model.model
-    if kind == "ae":
-        raise TfvaeError(f"evaluate computes likelihood bounds, which --model ae does not define; "
+    family = registry.of(read_config(run_dir))
+    if family.evaluation is None:
+        raise TfvaeError(f"evaluate computes likelihood bounds, which --model {family.name} does not define; "
                          f"use: python cli.py compare {run_dir}")
-    if kind == "pca":
+    if not family.posterior_scale:
+        iw_samples = 1  # a point-mass posterior: every importance sample is the same, the bound is the ELBO
+    if family.evaluation == "closed_form":
         return evaluate_pca(run_dir, max_examples=max_examples, data_dir=data_dir, idx_dir=idx_dir, write=write)
     workers = None
     if strategy == "multiworker":
-        from .distributed import is_chief, multiworker_strategy
+        from .training.multiworker import is_chief, multiworker_strategy
 
         workers = multiworker_strategy()
         write = write and is_chief(workers)
@@ -268,7 +252,7 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
         result = evaluate_images(model, images, iw_samples=iw_samples, seed=seed, chunk=chunk, progress=progress,
                                  labels=labels)
     else:
-        from .distributed import evaluate_sharded
+        from .training.multiworker import evaluate_sharded
 
         d = model.latent_dim
         widths = {"nll": (), "reconstruction": (), "kl": (), "posterior_mean": (d,)}
@@ -282,11 +266,11 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
             labels=None if labels is None else labels[a:b], first_index=a), len(images), block, widths)
         result["neg_elbo"] = result["reconstruction"] + result["kl"]
     seconds = time.perf_counter() - start
-    metrics = summarize(result, model.config.group_dims if cfg.model.model == "hvae" else None)
+    metrics = summarize(result, model.config.group_dims if registry.of(cfg).latent_groups else None)
     shape = tuple(cfg.model.image_shape)
     for key in ("nll", "neg_elbo"):
-        metrics[f"{key}_bits_per_dim"], conversion = bits_per_dim(metrics[key], shape, cfg.model.likelihood,
-                                                                  cfg.data.binarization)
+        metrics[f"{key}_bits_per_dim"], conversion = model.likelihood_object.bits_per_dim(metrics[key], shape,
+                                                                                         cfg.data.binarization)
     report = {
         "protocol": {**protocol(run_dir, cfg, len(images), iw_samples, seed, checkpoint, chunk),
                      "bits_per_dim": conversion,
@@ -300,7 +284,7 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
 
 
 def _workers_count() -> int:
-    from .distributed import cluster_from_env
+    from .training.multiworker import cluster_from_env
 
     return cluster_from_env()["workers"]
 
@@ -336,13 +320,17 @@ def protocol(run_dir, cfg, num_images: int, iw_samples: int, seed: int, checkpoi
         "checkpoint": checkpoint,
         "checkpoint_sha256": checkpoint_sha256(run_dir, checkpoint),
         "chunk": int(chunk),
-        "estimator": "log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
-                     + ("; conditional on the test label: log p(x|y)" if cfg.model.model == "cvae" else ""),
+        "estimator": _estimator(registry.of(cfg)),
         "prior": cfg.model.prior,
         "units": "nats per image",
         "tfvae_version": __version__,
         "tensorflow_version": tf.__version__,
     }
+
+
+def _estimator(family) -> str:
+    return ("log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
+            + ("; conditional on the test label: log p(x|y)" if family.conditional else ""))
 
 
 def matching_report(run_dir, iw_samples: int, num_images: int, seed: int, checkpoint: str = "best"):

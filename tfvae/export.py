@@ -45,10 +45,10 @@ import numpy as np
 import tensorflow as tf
 
 from . import __version__
-from . import distributions as dist
 from .config import atomic_write_text, json_text
 from .lite import LITERT_RUNTIME, sha256_file
 from .errors import TfvaeError
+from .models import registry
 from .quiet import native_output_silenced
 from .rundir import load_model
 
@@ -63,7 +63,7 @@ def _decoder_outputs(model, z):
     # Clipped to [0, 1] (a no-op on the values), which also makes "images" a tensor of its
     # own: for the Gaussian and the discretized logistic the mean *is* "loc", and a TFLite
     # signature whose two outputs share one tensor shows only one of the names (LiteRT.js).
-    return {"images": tf.clip_by_value(dist.likelihood_mean(params, model.config.likelihood), 0.0, 1.0), **params}
+    return {"images": tf.clip_by_value(model.likelihood_object.mean(params), 0.0, 1.0), **params}
 
 
 def _decoder_archive(model, batch=None):
@@ -81,7 +81,7 @@ def _decoder_archive(model, batch=None):
             return {**_decoder_outputs(model, z), "z": z}
 
         archive.add_endpoint("sample", sample, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="eps")])
-        if model.config.model == "hvae":
+        if registry.of(model.config).latent_groups:
             dims = model.config.group_dims
 
             def sample_groups(*eps_groups):
@@ -111,7 +111,7 @@ def _decoder_archive(model, batch=None):
 def prior_card(model) -> dict:
     """The prior as the model card records it: N(0, I), or the mixture's parameters
     (weights [M], loc [M, D], scale [M, D]) so that a device can draw z without TensorFlow."""
-    if model.config.model == "hvae":
+    if registry.of(model.config).latent_groups:
         dims = list(model.config.group_dims)
         return {"kind": "hierarchical", "group_dims": dims,
                 "description": f"top-down hierarchy of {len(dims)} latent groups: the decoder's input is the groups' "

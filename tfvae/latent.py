@@ -17,6 +17,8 @@ from . import plots
 from .config import atomic_write_text, json_text
 from .data import binarize_fixed, load_dataset
 from .errors import TfvaeError
+from .models import registry
+from .codes import posterior_means, posterior_parameters
 from .rundir import load_model
 
 
@@ -30,22 +32,6 @@ def test_split(run_dir, checkpoint="best"):
     data = load_dataset(cfg.data, need_test=True)
     images = binarize_fixed(data.test, cfg.data.binarization, cfg.data.binarization_seed)
     return model, cfg, data, images
-
-
-def posterior_parameters(model, images, batch_size: int = 1000, labels=None) -> tuple:
-    """(loc, scale) of q(z|x) for images [N, H, W, C] (labels one-hot [N, C] for a cvae),
-    encoded ``batch_size`` at a time: float32 [N, D] each."""
-    params = [model.encoder(model._with_labels(tf.constant(images[i:i + batch_size]),
-                                               None if labels is None else labels[i:i + batch_size]))
-              for i in range(0, len(images), batch_size)]
-    if not params:
-        return np.zeros((0, model.latent_dim), np.float32), np.zeros((0, model.latent_dim), np.float32)
-    return tuple(np.concatenate([p[key].numpy() for p in params]) for key in ("loc", "scale"))
-
-
-def posterior_means(model, images, batch_size: int = 1000) -> np.ndarray:
-    """E_q[z|x] for images [N, H, W, C]: float32 [N, D]."""
-    return posterior_parameters(model, images, batch_size)[0]
 
 
 def sweep_codes(base, dims, values) -> np.ndarray:
@@ -311,21 +297,20 @@ def traverse(run_dir, out=None, dims: int = 10, steps: int = 9, limit: float = 3
         raise TfvaeError(f"--limit must be positive, got {limit}")
     folder = output_folder(run_dir, out)
     model, cfg, data, images = test_split(run_dir, checkpoint)
-    if cfg.model.model == "pca":
-        raise TfvaeError("traverse needs a trained encoder (--model vae, cvae or ae), not pca")
+    family = registry.require(cfg, "encoder", "traverse", "a trained encoder")
     _check_index("--image", image, len(images))
     n = min(len(images), 2000)
     onehot = None
     if model.conditional:
         onehot = np.eye(model.num_classes, dtype=np.float32)[data.test_labels[:n]]
     loc, scale = (a.astype(np.float64) for a in posterior_parameters(model, images[:n], 500, onehot))
-    if cfg.model.prior == "standard" and cfg.model.model != "ae":
+    if cfg.model.prior == "standard" and family.variational:
         score = np.mean(0.5 * (loc**2 + scale**2 - 1 - np.log(scale**2)), axis=0)
         measure = "KL(q(z_d|x) ‖ N(0, 1)) averaged over test images, nats"
     else:
         score = np.var(loc, axis=0)
         measure = "variance of the posterior mean over test images"
-    if cfg.model.model == "hvae":  # the top group's dimensions: the lower groups refine what it decides
+    if family.latent_groups:  # the top group's dimensions: the lower groups refine what it decides
         top = cfg.model.group_dims[0]
         score = score[:top]
         measure += " (top latent group of the hierarchy; noise space, mean path)"

@@ -23,6 +23,7 @@ import math
 import keras
 from keras import layers, ops
 
+from . import likelihoods
 from .config import ModelConfig
 
 
@@ -144,8 +145,11 @@ def _low_resolution(image_shape, n_down: int):
 
 
 def is_conditional(cfg: ModelConfig) -> bool:
-    """True for a conditional VAE, whose networks take the one-hot label as a second input."""
-    return cfg.model == "cvae"
+    """True for a conditional family (the registry says so), whose networks take the one-hot
+    label as a second input."""
+    from .models.registry import of
+
+    return of(cfg).conditional
 
 
 def build_encoder(cfg: ModelConfig) -> keras.Model:
@@ -250,17 +254,7 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
             t = layers.Dense(height * width * channels, name=f"{name}_dense", dtype="float32")(h)
             return layers.Reshape(shape, name=name, dtype="float32")(t)
 
-    if cfg.likelihood == "bernoulli":
-        outputs = {"logits": head("logits")}
-    elif cfg.likelihood == "logistic":
-        outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(head("loc_raw")),
-                   "scale": PositiveScale(cfg.scale_floor, name="scale", dtype="float32")(head("scale_raw"))}
-    else:
-        loc = layers.Activation("sigmoid", name="loc", dtype="float32")(head("loc_raw"))
-        outputs = {"loc": loc}
-        if cfg.sigma == "learned":
-            outputs["scale"] = PixelScale(shape, name="scale", dtype="float32")(z)
-    return keras.Model(inputs, outputs, name="decoder")
+    return keras.Model(inputs, likelihoods.for_config(cfg).head(head, cfg, z), name="decoder")
 
 
 def _kerasio_decoder(cfg: ModelConfig, inputs, h) -> keras.Model:
@@ -276,19 +270,13 @@ def _kerasio_decoder(cfg: ModelConfig, inputs, h) -> keras.Model:
     if (4 * lh, 4 * lw) != (height, width):
         dh, dw = 4 * lh - height, 4 * lw - width
         h = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name="crop")(h)
-    out = layers.Conv2DTranspose(channels, 3, padding="same", name="output", dtype="float32")(h)
-    if cfg.likelihood == "bernoulli":
-        outputs = {"logits": out}
-    elif cfg.likelihood == "logistic":
-        raw_scale = layers.Conv2DTranspose(channels, 3, padding="same", name="scale_raw", dtype="float32")(h)
-        outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(out),
-                   "scale": PositiveScale(cfg.scale_floor, name="scale", dtype="float32")(raw_scale)}
-    else:
-        outputs = {"loc": layers.Activation("sigmoid", name="loc", dtype="float32")(out)}
-        if cfg.sigma == "learned":
-            z = inputs[0] if isinstance(inputs, (list, tuple)) else inputs  # cvae: [z, labels]
-            outputs["scale"] = PixelScale(cfg.image_shape, name="scale", dtype="float32")(z)
-    return keras.Model(inputs, outputs, name="decoder")
+
+    def head(name):  # the example's output layer is "output"; a second head keeps its own name
+        return layers.Conv2DTranspose(channels, 3, padding="same", name="scale_raw" if name == "scale_raw" else "output",
+                                      dtype="float32")(h)
+
+    z = inputs[0] if isinstance(inputs, (list, tuple)) else inputs  # cvae: [z, labels]
+    return keras.Model(inputs, likelihoods.for_config(cfg).head(head, cfg, z), name="decoder")
 
 
 def count_flops(model: keras.Model) -> int:

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from .config import RunConfig
 from .errors import TfvaeError
+from .models import registry
 
 CONFIG = "config.json"
+CODE_GAUSSIAN = "code_gaussian.npz"  # an autoencoder's Gaussian fitted to its training codes
 CHECKPOINTS = ("best", "last")
 
 
@@ -74,44 +76,35 @@ def load_model(run_dir, which: str = "best"):
             ``last`` when absent.
 
     Returns:
-        (model, RunConfig): a :class:`tfvae.models.VAE` (``vae``, ``cvae``), an
-        :class:`tfvae.models.Autoencoder` (``ae``) or a :class:`tfvae.pca.PPCA` (``pca``).
+        (model, RunConfig): the family's Keras model (:func:`tfvae.models.build_model`), or
+        what a closed-form family's ``load`` returns (``pca``: :class:`tfvae.models.pca.PPCA`).
 
     Raises:
         TfvaeError: missing config or checkpoint, or weights that do not fit the config.
     """
     cfg = read_config(run_dir)
-    if cfg.model.model == "pca":
-        from .pca import load_pca
-
-        return load_pca(run_dir), cfg
+    family = registry.of(cfg)
+    if not family.keras:
+        return family.resolve("load")(run_dir, cfg), cfg
     path = checkpoint_path(run_dir, which)
     if which == "best" and not path.is_file():
         path = checkpoint_path(run_dir, "last")
     if not path.is_file():
         raise TfvaeError(f"{run_dir} is not a complete run: {path.relative_to(run_dir)} is missing")
-    from .models import build_model
-
     t = cfg.train
-    model = build_model(cfg.model, beta=t.beta, mc_samples=t.mc_samples, seed=t.seed, objective=t.objective,
+    model = registry.build_model(cfg.model, beta=t.beta, mc_samples=t.mc_samples, seed=t.seed, objective=t.objective,
                         iw_samples=t.train_iw_samples, free_bits=t.free_bits,
                         dataset_size=int(cfg.meta.get("num_train") or 1))
     try:
         model.load_weights(str(path))
     except Exception as exc:  # h5py / keras raise many types for a bad file
         raise TfvaeError(f"{path}: cannot load weights ({' '.join(str(exc).split())[:200]})") from None
-    gaussian = Path(run_dir) / "code_gaussian.npz"
-    if cfg.model.model == "ae" and gaussian.is_file():
-        import numpy as np
-
-        with np.load(gaussian) as f:
-            model.code_gaussian = (f["mean"], f["cov"])
+    model.restore_artifacts(run_dir)  # an autoencoder's code Gaussian, a VQ-VAE's prior
     return model, cfg
 
 
 def check_label(cfg: RunConfig, label: int) -> None:
-    """Raises TfvaeError unless the run is a conditional VAE and 0 <= label < num_classes."""
-    if cfg.model.model != "cvae":
-        raise TfvaeError(f"--label needs a conditional VAE (--model cvae); this run is --model {cfg.model.model}")
+    """Raises TfvaeError unless the run's family is conditional and 0 <= label < num_classes."""
+    registry.require(cfg, "conditional", "--label", "labels (a conditional model)")
     if not 0 <= label < cfg.model.num_classes:
         raise TfvaeError(f"--label must be a class in 0..{cfg.model.num_classes - 1}, got {label}")

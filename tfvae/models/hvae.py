@@ -44,11 +44,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import layers, ops
 
-from . import distributions as dist
-from .config import ModelConfig
-from .models import VAE
-from .networks import PositiveScale, build_decoder, build_trunk
-from .objectives import iw_log_likelihood
+from ..config import ModelConfig
+from ..networks import PositiveScale, build_decoder, build_trunk
+from ..objectives import iw_log_likelihood
+from .vae import VAE, vae_terms
 
 tfd = tfp.distributions
 
@@ -117,7 +116,7 @@ class HierarchicalVAE(VAE):
             feats.append(a)
         bottom_up = keras.Model(images, feats[::-1], name="bottom_up")  # top group's features first
         cells = _Cells(config, dims, width)
-        out_cfg = ModelConfig(**{**vars(config), "latent_dim": width, "model": "vae", "group_dims": None})
+        out_cfg = ModelConfig(**{**vars(config), "latent_dim": width, "group_dims": None})
         output_net = build_decoder(out_cfg)
         output_net.name = "output_net"
         eps = keras.Input((config.latent_dim,), name="z")
@@ -149,7 +148,7 @@ class HierarchicalVAE(VAE):
         p_terms, params = self.cells.posterior_pass(feats, tf.reshape(eps, [s * b, self.latent_dim]), training)
         params = self.output_net(params, training=training)
         params = {k: tf.reshape(v, tf.concat([[s, b], tf.shape(v)[1:]], 0)) for k, v in params.items()}
-        log_lik = dist.likelihood(params, self.config.likelihood, self.config.sigma).log_prob(x)  # [S, B]
+        log_lik = self.likelihood_object.distribution(params).log_prob(x)  # [S, B]
         kls, log_p, log_q = [], 0.0, 0.0
         for p, q, z in p_terms:
             kls.append(tf.reshape(tfd.kl_divergence(q, p), [s, b]))
@@ -165,7 +164,7 @@ class HierarchicalVAE(VAE):
         return -tf.reduce_mean(out["log_lik"], 0), tf.reduce_mean(tf.reduce_sum(out["kl"], 0), 0)
 
     def losses_for(self, x, labels=None, eps=None, training=False, weight=None):
-        """(loss, reconstruction, kl, weight), batch means in nats, as :meth:`VAE.losses_for`.
+        """The named terms of :meth:`VAE.losses_for`, batch means in nats.
         Free bits act per group: Σ_l max(λ·d_l, KL_l), KL_l the batch mean."""
         weight = self.kl_weight() if weight is None else tf.constant(weight, tf.float32)
         iwae = self.objective == "iwae"
@@ -174,13 +173,13 @@ class HierarchicalVAE(VAE):
         if iwae:
             log_ratio = out["log_p"] - out["log_q"]
             bound = iw_log_likelihood(out["log_lik"] + weight * log_ratio, axis=0)
-            return -tf.reduce_mean(bound), reconstruction, -tf.reduce_mean(log_ratio), weight
+            return vae_terms(-tf.reduce_mean(bound), reconstruction, -tf.reduce_mean(log_ratio), weight)
         per_group = tf.reduce_mean(out["kl"], axis=[1, 2])  # [L]
         kl = tf.reduce_sum(per_group)
         kl_term = kl
         if self.free_bits > 0:
             kl_term = tf.reduce_sum(tf.maximum(per_group, self.free_bits * tf.constant(self.group_dims, tf.float32)))
-        return reconstruction + weight * kl_term, reconstruction, kl, weight
+        return vae_terms(reconstruction + weight * kl_term, reconstruction, kl, weight)
 
     def log_weights(self, x, eps, labels=None):
         """Importance weights of the hierarchical proposal for noise eps [K, B, D]:

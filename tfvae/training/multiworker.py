@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from .errors import TfvaeError
+from ..errors import TfvaeError
 
 _STRATEGY = None
 

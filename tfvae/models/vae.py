@@ -14,7 +14,6 @@ reconstruction + KL is tracked whatever the objective and β, so runs stay compa
 
 * :class:`VAE` (``--model vae``) and its conditional form (``--model cvae``: encoder and
   decoder also take the one-hot label, Sohn et al. 2015, section 4).
-* :class:`Autoencoder` (``--model ae``): z = the encoder's mean, loss = −log p(x|z).
 """
 
 from __future__ import annotations
@@ -25,31 +24,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import distributions as dist
-from .config import ModelConfig
-from .networks import build_decoder, build_encoder, is_conditional
-from .objectives import elbo_terms, iw_log_likelihood
+from .. import distributions as dist
+from .. import likelihoods
+from ..config import ModelConfig
+from ..networks import build_decoder, build_encoder, is_conditional
+from ..objectives import elbo_terms, iw_log_likelihood
+from .base import FamilyModel
 
 METRIC_NAMES = ("loss", "neg_elbo", "reconstruction", "kl", "kl_weight")
 
 
-def split_batch(data):
-    """A pipeline element -> (x, eps, labels); eps and labels may be None.
-
-    Training and validation batches are ``x``, ``(x, eps)`` or ``(x, eps, labels)``;
-    other held-out batches ``x`` or ``(x, labels)`` (labels one-hot float32 [B, C], eps
-    float32 [B, S, D]).
-    """
-    if not isinstance(data, (tuple, list)):
-        return data, None, None
-    if len(data) == 3:
-        return data[0], data[1], data[2]
-    if len(data) == 2 and data[1].shape.rank == 3:
-        return data[0], data[1], None
-    return data[0], None, data[1]
-
-
-class VAE(keras.Model):
+class VAE(FamilyModel):
     """Variational autoencoder with a diagonal-Gaussian posterior.
 
     Args:
@@ -63,6 +48,7 @@ class VAE(keras.Model):
         iw_samples: K of the ``iwae`` objective.
         free_bits: λ nats per dimension (Kingma et al. 2016, eq. 15); 0: off.
         seed: seed of the z noise (a ``keras.random.SeedGenerator``).
+        dataset_size: unused (every family takes the same keywords: see ``build_model``).
         encoder, decoder: Keras models to use instead of tfvae's builders, with the same
             inputs and outputs (``{"loc", "scale"}``; the likelihood's parameters).
 
@@ -81,7 +67,7 @@ class VAE(keras.Model):
 
     def __init__(self, config: ModelConfig, beta: float = 1.0, kl_warmup_steps: int = 0,
                  mc_samples: int = 1, objective: str = "elbo", iw_samples: int = 1, free_bits: float = 0.0,
-                 seed=None, encoder=None, decoder=None, **kwargs):
+                 seed=None, dataset_size: int = 1, encoder=None, decoder=None, **kwargs):
         # The model's own computations (distributions, losses) are float32; only the
         # networks built below follow the global dtype policy (mixed precision).
         kwargs.setdefault("dtype", "float32")
@@ -99,10 +85,11 @@ class VAE(keras.Model):
         self.free_bits = float(free_bits)
         # Networks other than tfvae's builders may be given (the benchmarks train the keras-io
         # example's networks this way); they must keep the builders' input/output contract.
+        self.likelihood_object = likelihoods.for_config(config)  # p(x|z): head, distribution, mean
         self.encoder = encoder if encoder is not None else build_encoder(config)
         self.decoder = decoder if decoder is not None else build_decoder(config)
         self.seed_generator = keras.random.SeedGenerator(seed, name="z_noise")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+        self._make_trackers()
         self.checkpoint_monitor = "val_loss" if objective == "iwae" else "val_neg_elbo"
         m = config.prior_components
         d = config.latent_dim
@@ -120,11 +107,6 @@ class VAE(keras.Model):
                 initializer=keras.initializers.RandomNormal(-1.0, 0.5, seed=seed))
 
     metric_names = METRIC_NAMES
-
-    @property
-    def metrics(self):
-        # Returned here so that Keras resets the trackers at the start of each epoch.
-        return list(self.trackers.values())
 
     @property
     def conditional(self) -> bool:
@@ -205,12 +187,12 @@ class VAE(keras.Model):
                                 [-1, self.num_classes])
         params = self.decoder(self._with_labels(flat, labels), training=training)
         params = {k: tf.reshape(v, tf.concat([lead, tf.shape(v)[1:]], 0)) for k, v in params.items()}
-        return dist.likelihood(params, self.config.likelihood, self.config.sigma)
+        return self.likelihood_object.distribution(params)
 
     def decode_mean(self, z, labels=None):
         """E[x|z] in [0, 1] for z [B, D] (labels one-hot [B, C] for cvae): float32 [B, H, W, C]."""
         params = self.decoder(self._with_labels(z, labels), training=False)
-        return dist.likelihood_mean(params, self.config.likelihood)
+        return self.likelihood_object.mean(params)
 
     def encode_mean(self, x, labels=None):
         """The posterior mean E_q[z|x] (the code used for reconstructions): float32 [B, D]."""
@@ -256,7 +238,9 @@ class VAE(keras.Model):
         return reconstruction, kl
 
     def losses_for(self, x, labels=None, eps=None, training=False, weight=None):
-        """(loss, reconstruction, kl, weight): batch means in nats, float32 scalars.
+        """The named terms (see :meth:`tfvae.models.base.FamilyModel.losses_for`), float32
+        scalars, batch means in nats: ``loss``, ``reconstruction``, ``kl``, ``neg_elbo`` =
+        reconstruction + kl (unweighted, whatever β and the objective), ``kl_weight``.
 
         ``weight``: the KL weight w_t to use (default: :meth:`kl_weight`, i.e. β after the
         warm-up). Validation of the ``iwae`` objective passes 1.0, so the checkpoint is
@@ -269,14 +253,19 @@ class VAE(keras.Model):
             log_lik = self.likelihood(z, labels, training=training).log_prob(x)  # [K, B]
             log_ratio = self.prior().log_prob(z) - q.log_prob(z)  # log p(z) − log q(z|x)
             bound = iw_log_likelihood(log_lik + weight * log_ratio, axis=0)
-            reconstruction, kl = -tf.reduce_mean(log_lik), -tf.reduce_mean(log_ratio)
-            return -tf.reduce_mean(bound), reconstruction, kl, weight
+            return vae_terms(-tf.reduce_mean(bound), -tf.reduce_mean(log_lik), -tf.reduce_mean(log_ratio), weight)
         reconstruction, kl = self.elbo_terms(x, labels, training=training, eps=eps)
         reconstruction, kl_mean = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
         kl_term = kl_mean
         if self.free_bits > 0:
             kl_term = self.free_bits_kl(self.posterior(x, labels, training=training))
-        return reconstruction + weight * kl_term, reconstruction, kl_mean, weight
+        return vae_terms(reconstruction + weight * kl_term, reconstruction, kl_mean, weight)
+
+    def validation_weight(self):
+        """1.0 for the ``iwae`` objective (its ``loss`` is then the unweighted K-sample bound,
+        which picks the checkpoint); None (β after the warm-up) for the ELBO, whose
+        ``neg_elbo`` picks it."""
+        return 1.0 if self.objective == "iwae" else None
 
     def free_bits_kl(self, q):
         """Σ_d max(λ, KL_d), KL_d = the batch mean of KL(q(z_d|x) ‖ N(0, 1)) in nats
@@ -284,145 +273,9 @@ class VAE(keras.Model):
         per_dim = tf.reduce_mean(dist.kl_per_dimension(q.mean(), q.stddev()), axis=0)
         return tf.reduce_sum(tf.maximum(per_dim, self.free_bits))
 
-    def _update(self, **values):
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: t.result() for name, t in self.trackers.items()}
 
-    def apply_step(self, data):
-        """The one training step, whatever the strategy: the loss on a (per-replica)
-        batch, its gradient, one optimizer update. ``fit`` calls it through
-        :meth:`train_step`; the multi-worker loop (``tfvae.distributed``) calls it through
-        ``strategy.run``.
-
-        Returns:
-            Dict of float32 scalars, means over this replica's images in nats per image:
-            ``loss``, ``neg_elbo``, ``reconstruction``, ``kl``, ``kl_weight``.
-        """
-        x, eps, labels = split_batch(data)
-        with tf.GradientTape() as tape:
-            loss, reconstruction, kl, weight = self.losses_for(x, labels, eps=eps, training=True)
-            scaled = self.optimizer.scale_loss(loss * replica_share(x))  # loss scaling: mixed_float16 only
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return {"loss": loss, "neg_elbo": reconstruction + kl, "reconstruction": reconstruction, "kl": kl,
-                "kl_weight": weight}
-
-    def evaluate_step(self, data):
-        """Validation on a held-out batch (no update): the dict of :meth:`apply_step`.
-        iwae: ``loss`` is the unweighted importance-weighted bound (−log p̂ with K samples),
-        which picks the best checkpoint; elbo: ``neg_elbo`` (unweighted) picks it."""
-        x, eps, labels = split_batch(data)
-        loss, reconstruction, kl, weight = self.losses_for(
-            x, labels, eps=eps, training=False, weight=1.0 if self.objective == "iwae" else None)
-        return {"loss": loss, "neg_elbo": reconstruction + kl, "reconstruction": reconstruction, "kl": kl,
-                "kl_weight": weight}
-
-    def train_step(self, data):
-        return self._update(**self.apply_step(data))
-
-    def test_step(self, data):
-        return self._update(**self.evaluate_step(data))
-
-
-def replica_share(x):
-    """This replica's share of the global batch, b_replica / b_global (1 on one device).
-
-    The optimizer sums gradients over replicas (Keras's all-reduce), so weighting each
-    replica's batch-mean loss by its share makes the summed gradient the gradient of the
-    global batch mean, also when a last, partial batch splits unevenly."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas == 1:
-        return tf.constant(1.0, tf.float32)
-    b = tf.cast(tf.shape(x)[0], tf.float32)
-    return b / tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, b)
-
-
-class Autoencoder(VAE):
-    """Deterministic autoencoder: the VAE's encoder and decoder, z = the encoder's mean,
-    loss = reconstruction = −log p(x|z) in nats per image (no KL term, no prior in the
-    loss). Its encoder's scale output is unused.
-
-    Sampling (``sample_prior``) decodes z ~ N(0, I), as the lectures do; ``code_gaussian``
-    (mean [D], covariance [D, D]), fitted to the training codes after training, gives the
-    better baseline (``sample_codes``).
-    """
-
-    metric_names = ("loss", "reconstruction")
-
-    def __init__(self, config: ModelConfig, seed=None, **kwargs):
-        super().__init__(config, seed=seed, **kwargs)
-        self.encoder.get_layer("scale_raw").trainable = False  # no scale: z is the mean
-        self.checkpoint_monitor = "val_reconstruction"
-        self.code_gaussian = None
-
-    def losses_for(self, x, labels=None, eps=None, training=False):
-        z = self.encoder(x, training=training)["loc"]
-        reconstruction = -tf.reduce_mean(self.likelihood(z, training=training).log_prob(x))
-        return reconstruction, reconstruction, None, None
-
-    def apply_step(self, data):
-        x, _, _ = split_batch(data)
-        with tf.GradientTape() as tape:
-            loss, _, _, _ = self.losses_for(x, training=True)
-            scaled = self.optimizer.scale_loss(loss * replica_share(x))
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return {"loss": loss, "reconstruction": loss}
-
-    def evaluate_step(self, data):
-        x, _, _ = split_batch(data)
-        loss, _, _, _ = self.losses_for(x)
-        return {"loss": loss, "reconstruction": loss}
-
-    def sample_codes(self, n: int, seed: int = 0) -> np.ndarray:
-        """n draws from the Gaussian fitted to the training codes: float32 [n, D].
-
-        Raises:
-            ValueError: no fitted Gaussian (``code_gaussian`` is None).
-        """
-        if self.code_gaussian is None:
-            raise ValueError("this autoencoder has no Gaussian fitted to its training codes")
-        mean, cov = self.code_gaussian
-        return np.random.default_rng(seed).multivariate_normal(mean, cov, size=n).astype(np.float32)
-
-
-def build_model(config: ModelConfig, beta=1.0, kl_warmup_steps=0, mc_samples=1, seed=None, objective="elbo",
-                iw_samples=1, free_bits=0.0, precision: str = "float32", dataset_size: int = 1):
-    """Construct the model ``config.model`` names (``vae``, ``cvae``: :class:`VAE`; ``ae``:
-    :class:`Autoencoder`; ``hvae``: :class:`tfvae.hvae.HierarchicalVAE`; ``btcvae``:
-    :class:`tfvae.btcvae.BetaTCVAE`, whose minibatch-weighted sampling needs ``dataset_size``,
-    the training split's size N) and build its weights (one call on zero inputs).
-
-    ``precision``: Keras dtype policy of the hidden layers while the networks are built
-    (``float32``, ``mixed_bfloat16``, ``mixed_float16``). Variables are float32 in every
-    case, so weights trained in mixed precision load into a float32 model (evaluation and
-    export use float32); network outputs and every log-probability stay float32.
-
-    Raises:
-        ValueError: ``config.model`` is ``pca`` (not a Keras model: see ``tfvae.pca``) or unknown.
-    """
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        if config.model == "ae":
-            model = Autoencoder(config, seed=seed)
-        elif config.model == "hvae":
-            from .hvae import HierarchicalVAE
-
-            model = HierarchicalVAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples,
-                                    objective=objective, iw_samples=iw_samples, free_bits=free_bits, seed=seed)
-        elif config.model == "btcvae":
-            from .btcvae import BetaTCVAE
-
-            model = BetaTCVAE(config, beta=beta, dataset_size=dataset_size, mc_samples=mc_samples, seed=seed)
-        elif config.model in ("vae", "cvae"):
-            model = VAE(config, beta=beta, kl_warmup_steps=kl_warmup_steps, mc_samples=mc_samples,
-                        objective=objective, iw_samples=iw_samples, free_bits=free_bits, seed=seed)
-        else:
-            raise ValueError(f"build_model: {config.model!r} is not a Keras model family")
-    finally:
-        keras.config.set_dtype_policy(previous)
-    x = tf.zeros([1] + list(config.image_shape))
-    model([x, tf.zeros([1, config.num_classes])] if model.conditional else x)
-    return model
+def vae_terms(loss, reconstruction, kl, weight) -> dict:
+    """The VAE families' named terms: ``loss``, ``reconstruction``, ``kl``, ``neg_elbo`` =
+    reconstruction + kl, ``kl_weight`` (float32 scalars, nats per image)."""
+    return {"loss": loss, "neg_elbo": reconstruction + kl, "reconstruction": reconstruction, "kl": kl,
+            "kl_weight": weight}

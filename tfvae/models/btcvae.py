@@ -27,8 +27,8 @@ import math
 
 import tensorflow as tf
 
-from .config import ModelConfig
-from .models import METRIC_NAMES, VAE
+from ..config import ModelConfig
+from .vae import METRIC_NAMES, VAE, vae_terms
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -105,6 +105,8 @@ class BetaTCVAE(VAE):
 
     def __init__(self, config: ModelConfig, beta: float = 1.0, dataset_size: int = 1, mc_samples: int = 1, seed=None,
                  **kwargs):
+        for unused in ("kl_warmup_steps", "objective", "iw_samples", "free_bits"):  # its own objective
+            kwargs.pop(unused, None)
         if config.prior != "standard":
             raise ValueError("a β-TCVAE needs the standard prior N(0, I)")
         if dataset_size < 1:
@@ -123,22 +125,15 @@ class BetaTCVAE(VAE):
         return q, reconstruction, kl_decomposition(z, loc, scale, self.dataset_size)
 
     def losses_for(self, x, labels=None, eps=None, training=False, weight=None):
-        """(loss, reconstruction, kl, β): batch means in nats; loss = reconstruction + MI + β·TC +
-        dimension-wise KL (Chen et al. 2018, eq. 4, α = γ = 1); kl the analytic KL(q(z|x) ‖ p(z))."""
+        """The named terms, batch means in nats: ``loss`` = reconstruction + MI + β·TC +
+        dimension-wise KL (Chen et al. 2018, eq. 4, α = γ = 1); ``kl`` the analytic
+        KL(q(z|x) ‖ p(z)); ``neg_elbo``, ``reconstruction``, ``kl_weight`` (= β) as the VAE's;
+        ``tc`` the minibatch-weighted total correlation."""
         weight = tf.constant(self.beta if weight is None else weight, tf.float32)
         q, reconstruction, terms = self.tc_terms(x, eps, training=training)
         loss = tf.reduce_mean(reconstruction + terms["mi"] + weight * terms["tc"] + terms["dim_kl"])
         kl = tf.reduce_mean(q.kl_divergence(self.prior()))
-        # Read by apply_step / evaluate_step in the same trace (the VAE's step knows four values).
-        self._last_tc = tf.reduce_mean(terms["tc"])
-        return loss, tf.reduce_mean(reconstruction), kl, weight
+        return {**vae_terms(loss, tf.reduce_mean(reconstruction), kl, weight), "tc": tf.reduce_mean(terms["tc"])}
 
-    def apply_step(self, data):
-        out = super().apply_step(data)
-        out["tc"] = self._last_tc
-        return out
-
-    def evaluate_step(self, data):
-        out = super().evaluate_step(data)
-        out["tc"] = self._last_tc
-        return out
+    def validation_weight(self):
+        return None

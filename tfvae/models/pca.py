@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import atomic_savez, atomic_write_text, json_text
-from .data import binarize_fixed
-from .errors import TfvaeError
+from ..config import atomic_savez, atomic_write_text, json_text
+from ..data import binarize_fixed
+from ..errors import TfvaeError
 
 PCA_FILE = "pca.npz"
 
@@ -107,7 +107,7 @@ def fit_ppca(images: np.ndarray, n_components: int, config, seed: int = 0) -> PP
 def fit_run(cfg, data, run_dir) -> dict:
     """``train --model pca``: fit on the training split, write pca.npz, summary.json
     (validation log-density), and figures. Returns the summary dict."""
-    from . import plots
+    from .. import plots
 
     run_dir = Path(run_dir)
     start = time.perf_counter()
@@ -136,15 +136,12 @@ def fit_run(cfg, data, run_dir) -> dict:
     return summary
 
 
-def load_pca(run_dir) -> PPCA:
-    """Read RUN_DIR/pca.npz.
+def load_pca(run_dir, cfg) -> PPCA:
+    """Read RUN_DIR/pca.npz (``cfg``: the run's RunConfig).
 
     Raises:
         TfvaeError: the file is missing or unreadable.
     """
-    from .rundir import read_config
-
-    cfg = read_config(run_dir)
     path = Path(run_dir) / PCA_FILE
     if not path.is_file():
         raise TfvaeError(f"{run_dir} is not a complete run: {PCA_FILE} is missing")

@@ -24,7 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import distributions as dist
+from .. import distributions as dist
+from ..models import registry
 
 KL_IMAGES = 500  # validation images whose posteriors give the per-dimension KL in TensorBoard
 
@@ -102,7 +103,8 @@ class TensorBoardModelSummaries(keras.callbacks.Callback):
         model = self.model
         originals, recon, samples = self.pictures(model)
         with self.writer.as_default(step=epoch):
-            if model.config.prior == "standard" and model.config.model in ("vae", "btcvae", "hvae"):
+            if model.config.prior == "standard" and registry.of(model.config).variational \
+                    and not registry.of(model.config).conditional:
                 q = model.posterior(self.images)
                 kl = tf.reduce_mean(dist.kl_per_dimension(q.mean(), q.stddev()), axis=0)
                 tf.summary.histogram("kl_per_dimension", kl,
