@@ -28,7 +28,8 @@ COPIED = ["config.json", "summary.json", "metrics.csv", "eval.json", "figures/cl
           "figures/anomaly_ood-fashion_mnist.json", "figures/anomaly_ood-mnist-validation.json",
           "figures/anomaly_corrupt-blank.json", "figures/anomaly_corrupt-noise.json",
           "figures/anomaly_corrupt-invert.json", "figures/inpaint_random0.5.json", "figures/inpaint_bottom.json",
-          "figures/samples.png", "figures/reconstructions.png", "figures/loss.png"]
+          "figures/samples.png", "figures/reconstructions.png", "figures/loss.png", "prior_metrics.csv",
+          "figures/samples_uniform.png"]
 
 
 def parameter_counts(run_dir: Path) -> dict:
@@ -70,6 +71,9 @@ def main(argv=None) -> None:
     kind = json.loads((run / "config.json").read_text())["model"]["model"]
     from tfvae.models import registry
 
+    if registry.family(kind).discrete_codes:  # samples from a uniform prior, beside the learned prior's
+        step("figures/samples_uniform.png", "sample", run, "-n", 64, "--source", "uniform", "--out",
+             run / "figures" / "samples_uniform.png")
     if registry.family(kind).kl_per_dimension:  # a one-layer VAE (classify, anomaly, inpaint read them)
         step("figures/classify.json", "classify", run)
         step("figures/anomaly_ood-fashion_mnist.json", "anomaly", run, "--ood", "fashion_mnist", "--iw-samples", 100)
@@ -100,6 +104,7 @@ def main(argv=None) -> None:
         "train_commit": config["meta"].get("git_commit"),  # recorded by train since this script existed
         "train_versions": {k: config["meta"].get(k) for k in ("tfvae_version", "tensorflow_version", "keras_version")},
         "parameters": parameter_counts(run),
+        **({"codebook_size": config["model"]["codebook_size"]} if registry.family(kind).discrete_codes else {}),
         "training": {k: summary.get(k) for k in ("epochs", "seconds", "seconds_per_epoch", "train_images_per_second",
                                                   "best_val_neg_elbo")},
         "evaluation": {"protocol": evaluation["protocol"], "metrics": metrics, "seconds": evaluation["seconds"]},

@@ -107,7 +107,53 @@ def _render_preset_run(preset: str, stem: str) -> str:
 
 
 # The presets whose runs ``bench/default_run.py --preset PRESET --out STEM`` measures.
-PRESET_RUNS = {"mnist-best": "mnist_best", "mnist-hvae": "mnist_hvae"}
+PRESET_RUNS = {"mnist-best": "mnist_best", "mnist-hvae": "mnist_hvae", "mnist-vqvae": "mnist_vqvae"}
+
+
+def render_mnist_vqvae() -> str:
+    """The VQ-VAE's bound beside the default VAE's importance-weighted NLL (same test images,
+    same binarization), from ``bench/results/mnist_vqvae_run.json`` and ``default_run.json``;
+    the codebook's use from the run's last ``metrics.csv`` row; the samples' figures."""
+    stem = PRESET_RUNS["mnist-vqvae"]
+    record = _load(f"{stem}_run.json")
+    if record is None:
+        return _missing(f"{stem}_run.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py "
+                        f"--preset mnist-vqvae --run-dir runs/mnist-vqvae --iw-samples 1 --out {stem}")
+    f = record["figures"]
+    t, e = f["training"], f["evaluation"]
+    m, p = e["metrics"], e["protocol"]
+    lines = [f"Machine: {_machine(record)}." + (f" {f['note']}" if f.get("note") else ""), "",
+             "| model | −log p(x) on the test images (nats) | bits/dim | reconstruction | KL (nats) | training |",
+             "| --- | --- | --- | --- | --- | --- |",
+             f"| VQ-VAE `--preset mnist-vqvae` | ≤ **{m['neg_elbo']:.2f} ± {m['nll_stderr']:.2f}** (a bound: the "
+             f"ELBO of a point-mass posterior) | {m['neg_elbo_bits_per_dim']:.4f} | {m['reconstruction']:.2f} | "
+             f"{m['kl']:.2f} (−log p(z_q) under the learned prior) | {t['epochs']} epochs, "
+             f"{t['seconds'] / 60:.0f} min |"]
+    default = _load("default_run.json")
+    if default is not None:
+        d = default["figures"]["evaluation"]
+        dm, dp = d["metrics"], d["protocol"]
+        same = (dp["num_images"], dp["binarization"], dp["binarization_seed"]) == (
+            p["num_images"], p["binarization"], p["binarization_seed"])
+        lines.append(f"| default VAE (`default_run.json`) | ≈ {dm['nll']:.2f} ± {dm['nll_stderr']:.2f} (importance-"
+                     f"weighted, K = {dp['iw_samples']:,}) | {dm['nll_bits_per_dim']:.4f} | {dm['reconstruction']:.2f} "
+                     f"| {dm['kl']:.2f} | {default['figures']['training']['epochs']} epochs, "
+                     f"{default['figures']['training']['seconds'] / 60:.0f} min |")
+        if not same:
+            lines.append("")
+            lines.append("(The two rows' test protocols differ; compare with care.)")
+    lines += ["", f"Protocol: {p['num_images']:,} test images, {p['binarization']} binarization (seed "
+                  f"{p['binarization_seed']}), {p['checkpoint']} checkpoint; {p['estimator']}."]
+    curve = RESULTS / stem / "metrics.csv"
+    if curve.is_file():
+        import csv
+
+        last = list(csv.DictReader(curve.open()))[-1]
+        lines += ["", f"Codebook at the last epoch (validation): perplexity {float(last['val_perplexity']):.1f} of "
+                      f"{record['figures'].get('codebook_size', 'K')} codes; share of codes in use (used at least "
+                      f"once per batch on average) {float(last['codes_in_use']):.2f}. Per epoch: "
+                      f"`bench/results/{stem}/metrics.csv`; the prior's curve: `bench/results/{stem}/prior_metrics.csv`."]
+    return "\n".join(lines) + "\n"
 
 
 def _preset_rows() -> list:
@@ -505,7 +551,7 @@ def render_disentanglement() -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
+RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
              "image-folders": render_image_folders, "input-bench": render_input_bench, "multiworker": render_multiworker}

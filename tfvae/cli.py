@@ -267,6 +267,21 @@ def cli():
                    "is their sum. [default: 4,8,16,32,64, LVAE's MNIST model (Sønderby et al. 2016)]")
 @click.option("--hvae-width", type=click.IntRange(1, 65536), default=D_MODEL.hvae_width, show_default=True,
               help="--model hvae: width of the top-down state and of the bottom-up features.")
+@click.option("--codebook-size", type=click.IntRange(min=2), default=D_MODEL.codebook_size, show_default=True,
+              help="--model vqvae: K, the vectors of the codebook (each of dimension --latent-dim).")
+@click.option("--commitment", type=Finite(min=0), default=D_MODEL.commitment, show_default=True,
+              help="--model vqvae: weight β_c of the commitment loss ‖z_e − sg(z_q)‖².")
+@click.option("--codebook-decay", type=Finite(0, 1, min_open=True, max_open=True), default=D_MODEL.codebook_decay,
+              show_default=True, help="--model vqvae: decay γ of the codebook's moving averages (Razavi et al. 2019).")
+@click.option("--prior-width", type=click.IntRange(4, 4096), default=D_MODEL.prior_width, show_default=True,
+              help="--model vqvae: width of the autoregressive prior over the code grid (a multiple of 4).")
+@click.option("--prior-layers", type=click.IntRange(1, 64), default=D_MODEL.prior_layers, show_default=True,
+              help="--model vqvae: transformer blocks of the prior.")
+@click.option("--prior-epochs", type=click.IntRange(1, 100000), default=D_TRAIN.prior_epochs, show_default=True,
+              help="--model vqvae: epochs of the prior's training on the training split's codes (after --epochs "
+                   "of the autoencoder).")
+@click.option("--prior-learning-rate", type=Finite(min=0, min_open=True), default=D_TRAIN.prior_learning_rate,
+              show_default=True, help="--model vqvae: the prior's Adam step size (cosine decay to 1%).")
 @click.option("--prior", type=click.Choice(PRIORS), default=D_MODEL.prior, show_default=True,
               help="p(z): N(0, I); mog: learned mixture of Gaussians; vamp: VampPrior (Tomczak & Welling 2018).")
 @click.option("--prior-components", type=click.IntRange(0, 100000), default=D_MODEL.prior_components, show_default=True,
@@ -318,7 +333,8 @@ def cli():
                    "and --deterministic may be given with it.")
 def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_fraction, split_seed, binarization,
           validation_size, max_train_examples, model, preset, arch,
-          latent_dim, likelihood, sigma, hidden_units, conv_filters, res_blocks, group_dims, hvae_width, prior,
+          latent_dim, likelihood, sigma, hidden_units, conv_filters, res_blocks, group_dims, hvae_width, codebook_size,
+          commitment, codebook_decay, prior_width, prior_layers, prior_epochs, prior_learning_rate, prior,
           prior_components, objective,
           train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
           mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
@@ -479,8 +495,9 @@ def _is_chief_process() -> bool:
 @click.option("--label", type=click.IntRange(min=0), default=None,
               help="Conditional VAE (--model cvae) only: generate this class. Without it, a cvae's grid has one row "
                    "per class.")
-@click.option("--source", type=click.Choice(["prior", "fitted"]), default="prior", show_default=True,
-              help="Where z comes from: the prior p(z), or (autoencoder only) the Gaussian fitted to its training codes.")
+@click.option("--source", type=click.Choice(["prior", "fitted", "uniform"]), default="prior", show_default=True,
+              help="Where z comes from: the prior p(z) (a VQ-VAE's learned autoregressive prior); fitted: an "
+                   "autoencoder's Gaussian fitted to its training codes; uniform: a VQ-VAE's codes drawn uniformly.")
 def sample(run_dir, num, out, seed, checkpoint, force, label, source):
     """Draw z from the prior, decode the likelihood means E[x|z] and save a grid."""
     from tfvae.rundir import read_config
@@ -491,6 +508,8 @@ def sample(run_dir, num, out, seed, checkpoint, force, label, source):
         check_label(cfg, label)
     if source == "fitted":
         registry.require(cfg, "fitted_codes", "--source fitted", "a Gaussian fitted to its training codes")
+    if source == "uniform":
+        registry.require(cfg, "discrete_codes", "--source uniform", "discrete codes")
     _quiet_tensorflow()
     from tfvae.sample import save_samples
 

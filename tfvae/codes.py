@@ -29,17 +29,23 @@ def posterior_means(model, images, batch_size: int = 1000) -> np.ndarray:
     return posterior_parameters(model, images, batch_size)[0]
 
 
-SOURCES = ("prior", "fitted")
+SOURCES = ("prior", "fitted", "uniform")
 
 
 def draw_latents(model, n: int, seed: int = 0, source: str = "prior") -> np.ndarray:
     """n codes z: float32 [n, D]. ``prior``: z ~ p(z) (N(0, I), or the learned prior);
-    ``fitted``: an autoencoder's Gaussian fitted to its training codes. Noise from
+    ``fitted``: an autoencoder's Gaussian fitted to its training codes; ``uniform``: a VQ-VAE's
+    code grids with every code drawn uniformly (as flattened code vectors). Noise from
     ``numpy.random.default_rng(seed)``, outside any graph.
 
     Raises:
         TfvaeError: ``fitted`` for a model without a fitted code Gaussian.
     """
+    if source == "uniform":
+        if not registry.of(model.config).discrete_codes:
+            raise TfvaeError("--source uniform draws discrete codes uniformly: it needs --model "
+                             + " or ".join(registry.with_capability(discrete_codes=True)))
+        return model.sample_uniform(n, seed)
     if source == "fitted":
         if getattr(model, "code_gaussian", None) is None:
             raise TfvaeError("--source fitted needs a run with a Gaussian fitted to its training codes "
@@ -74,6 +80,10 @@ def sample_title(model, source: str = "prior") -> str:
     """A figure title naming where z came from."""
     if source == "fitted":
         return "E[x|z], z ~ N(mean, cov) fitted to the training codes"
+    if source == "uniform":
+        return "E[x|z_q], codes drawn uniformly"
+    if registry.of(model.config).discrete_codes:
+        return f"E[x|z_q], {model.grid[0]}×{model.grid[1]} codes ~ the learned prior"
     prior = {"standard": "N(0, I)", "mog": "the learned mixture prior", "vamp": "the VampPrior"}[model.config.prior]
     if registry.of(model.config).latent_groups:
         return f"E[x|z], z ~ the hierarchical prior ({len(model.config.group_dims)} groups, top first)"

@@ -115,6 +115,8 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
             sampling = {"standard": "N(0, I)", "mog": "mixture prior", "vamp": "VampPrior"}[cfg.model.prior]
             if family.latent_groups:
                 sampling = f"hierarchical prior, {len(cfg.model.group_dims)} groups"
+            if family.discrete_codes:
+                sampling = "learned autoregressive prior over the code grid"
             if family.conditional:
                 sampling += ", labels cycled"
         rows.append({

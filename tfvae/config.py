@@ -131,6 +131,11 @@ class ModelConfig:
             group, top group first (None resolves to :data:`DEFAULT_GROUP_DIMS`);
             ``latent_dim`` is set to their sum.
         hvae_width: ``hvae`` only: width of the top-down state and bottom-up features.
+        codebook_size: families with discrete codes (``vqvae``): K, the codebook's vectors.
+        commitment: ``vqvae``: β_c, the weight of ‖z_e − sg(z_q)‖² in the loss.
+        codebook_decay: ``vqvae``: γ of the codebook's exponential moving averages.
+        prior_width, prior_layers: ``vqvae``: width and depth of the autoregressive prior
+            over the code grid (a causal transformer).
     """
 
     model: str = "vae"
@@ -148,6 +153,11 @@ class ModelConfig:
     res_blocks: int = 2
     group_dims: Optional[list] = None
     hvae_width: int = 256
+    codebook_size: int = 512
+    commitment: float = 0.25
+    codebook_decay: float = 0.99
+    prior_width: int = 128
+    prior_layers: int = 3
 
 
 @dataclass
@@ -183,6 +193,9 @@ class TrainConfig:
             evaluation and export always run in float32. ``train`` refuses a precision
             the machine would only emulate (:func:`tfvae.hardware.check_precision`).
         jit: compile the train/test steps with XLA.
+        prior_epochs: families with a learned prior over discrete codes (``vqvae``): epochs
+            of the prior's training on the training split's codes, after the autoencoder's.
+        prior_learning_rate: its Adam step size (cosine-decayed to 1% over those epochs).
         seed: seed of weights initialisation, shuffling, dynamic binarization and z samples.
     """
 
@@ -200,6 +213,8 @@ class TrainConfig:
     steps_per_execution: Optional[int] = None
     precision: str = "float32"
     jit: bool = False
+    prior_epochs: int = 10
+    prior_learning_rate: float = 1e-3
     seed: int = 0
 
 
@@ -267,6 +282,8 @@ class RunConfig:
                 raise TfvaeError(f"{_option(option)} {value} needs --model {' or '.join(able)}, not {m.model}")
         if m.arch not in family.architectures:
             raise TfvaeError(f"--arch {m.arch}: --model {m.model} takes --arch {' or '.join(family.architectures)}")
+        if family.discrete_codes:
+            self._check_codebook()
         if not family.kl_schedule and (t.free_bits or t.kl_warmup_epochs):
             raise TfvaeError(f"--model {m.model} trains its own objective: --free-bits and --kl-warmup-epochs do not "
                              f"apply; leave them at 0")
@@ -336,6 +353,36 @@ class RunConfig:
         if isinstance(t.kl_warmup_epochs, bool) or not isinstance(t.kl_warmup_epochs, int) or t.kl_warmup_epochs < 0:
             raise TfvaeError(f"--kl-warmup-epochs must be a non-negative integer, got {t.kl_warmup_epochs!r}")
 
+    def _check_codebook(self) -> None:
+        """The codebook options of a family with discrete codes, and its size against memory.
+
+        Raises:
+            TfvaeError: a non-positive size, a decay outside (0, 1), or a codebook whose
+                float32 tables and one step's distance matrix need more than half the memory.
+        """
+        m, t = self.model, self.train
+        if isinstance(m.codebook_size, bool) or not isinstance(m.codebook_size, int) or m.codebook_size < 2:
+            raise TfvaeError(f"--codebook-size must be an integer >= 2, got {m.codebook_size!r}")
+        if not 0 < m.codebook_decay < 1:
+            raise TfvaeError(f"--codebook-decay must be in (0, 1), got {m.codebook_decay!r}")
+        if not m.commitment >= 0:
+            raise TfvaeError(f"--commitment must be >= 0, got {m.commitment!r}")
+        for name in ("prior_width", "prior_layers"):
+            if isinstance(getattr(m, name), bool) or not isinstance(getattr(m, name), int) or getattr(m, name) < 1:
+                raise TfvaeError(f"{_option(name)} must be a positive integer, got {getattr(m, name)!r}")
+        if m.prior_width % 4:
+            raise TfvaeError(f"--prior-width must be a multiple of 4 (4 attention heads), got {m.prior_width}")
+        cells = 1
+        if m.image_shape:
+            n = len(m.conv_filters or DEFAULT_CONV_FILTERS)
+            cells = math.ceil(m.image_shape[0] / 2 ** n) * math.ceil(m.image_shape[1] / 2 ** n)
+        need = 4 * (2 * m.codebook_size * m.latent_dim + m.codebook_size + t.batch_size * cells * m.codebook_size)
+        memory = _physical_memory()
+        if memory and need > memory // 2:
+            raise TfvaeError(f"--codebook-size {m.codebook_size} with --latent-dim {m.latent_dim} and --batch-size "
+                             f"{t.batch_size} needs {need / 2**30:.1f} GiB for the codebook and one step's distances; "
+                             f"this machine has {memory / 2**30:.1f} GiB: use a smaller codebook or batch")
+
     def _check_types(self) -> None:
         """Each field's JSON type (a hand-edited or damaged config.json fails here, by name)."""
         def is_int(v):
@@ -371,17 +418,20 @@ class RunConfig:
                       "scale_floor": (is_num, "a finite number"), "prior": (lambda v: isinstance(v, str), "a string"),
                       "prior_components": (is_int, "an integer"),
                       "res_blocks": (is_int, "an integer"), "hvae_width": (is_int, "an integer"),
+                      "codebook_size": (is_int, "an integer"), "commitment": (is_num, "a finite number"),
+                      "codebook_decay": (is_num, "a finite number"), "prior_width": (is_int, "an integer"),
+                      "prior_layers": (is_int, "an integer"),
                       "group_dims": (int_list, "a list of integers or null"),
                       "num_classes": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
                       "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 3
                                                               and all(is_int(x) and 0 < x <= 65536 for x in v)),
                                       "[height, width, channels] (positive integers) or null")},
             "train": {name: (is_int, "an integer") for name in (
-                "epochs", "batch_size", "kl_warmup_epochs", "mc_samples", "train_iw_samples")},
+                "epochs", "batch_size", "kl_warmup_epochs", "mc_samples", "train_iw_samples", "prior_epochs")},
         }
         checks["train"]["steps_per_execution"] = (lambda v: v is None or is_int(v), "an integer or null")
         checks["train"].update({name: (is_num, "a finite number") for name in (
-            "learning_rate", "beta", "free_bits", "ema_decay")})
+            "learning_rate", "beta", "free_bits", "ema_decay", "prior_learning_rate")})
         checks["train"].update({"objective": (lambda v: isinstance(v, str), "a string"),
                                 "lr_schedule": (lambda v: isinstance(v, str), "a string"),
                                 "precision": (lambda v: isinstance(v, str), "a string"),
@@ -461,6 +511,14 @@ class RunConfig:
         except (OSError, ValueError) as exc:
             raise TfvaeError(f"{path}: not readable JSON ({' '.join(str(exc).split())[:160]})") from None
         return cls.from_dict(raw, source=str(path))
+
+
+def _physical_memory() -> int:
+    """This machine's memory in bytes (0 when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

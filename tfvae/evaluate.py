@@ -322,13 +322,26 @@ def protocol(run_dir, cfg, num_images: int, iw_samples: int, seed: int, checkpoi
         "chunk": int(chunk),
         "estimator": _estimator(registry.of(cfg)),
         "prior": cfg.model.prior,
+        **({"prior_sha256": _prior_sha256(run_dir)} if registry.of(cfg).discrete_codes else {}),
         "units": "nats per image",
         "tfvae_version": __version__,
         "tensorflow_version": tf.__version__,
     }
 
 
+def _prior_sha256(run_dir) -> str:
+    """SHA-256 of a VQ-VAE's learned prior (``checkpoints/prior.weights.h5``): the bound depends on it."""
+    from .lite import sha256_file
+    from .models.vqvae import PRIOR_FILE
+
+    return sha256_file(Path(run_dir) / "checkpoints" / PRIOR_FILE)
+
+
 def _estimator(family) -> str:
+    if family.discrete_codes:
+        return ("a bound, not an estimate: the posterior is the point mass at z_q(x), so -log p(x) <= "
+                "-log p(x|z_q(x)) - log p(z_q(x)) (the ELBO; KL = -log p(z_q(x)) under the learned prior); every "
+                "importance sample is the same, so K = 1 and nll = neg_elbo")
     return ("log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
             + ("; conditional on the test label: log p(x|y)" if family.conditional else ""))
 

@@ -238,15 +238,9 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
                 for j in range(cfg.res_blocks):
                     h = _residual(h, f, f"dres{i}_{j}")
                 h = layers.Activation("relu", name=f"dres{i}_out")(h)
-        out_h, out_w = lh * 2 ** len(filters), lw * 2 ** len(filters)
 
         def head(name):
-            t = Conv2DTranspose(channels, 3, strides=2, padding="same", name=name, dtype="float32")(h)
-            if (out_h, out_w) != (height, width):
-                dh, dw = out_h - height, out_w - width
-                t = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=f"{name}_crop",
-                                      dtype="float32")(t)
-            return t
+            return upsampled_output(h, shape, name)
 
     else:
 
@@ -255,6 +249,20 @@ def build_decoder(cfg: ModelConfig) -> keras.Model:
             return layers.Reshape(shape, name=name, dtype="float32")(t)
 
     return keras.Model(inputs, likelihoods.for_config(cfg).head(head, cfg, z), name="decoder")
+
+
+def upsampled_output(h, image_shape, name: str):
+    """A decoder's output layer: a stride-2 3×3 transposed convolution (:class:`Conv2DTranspose`)
+    from features [B, h, w, F] to the C image channels, centre-cropped to H×W: float32
+    [B, H, W, C] (layers ``name`` and ``name_crop``)."""
+    height, width, channels = image_shape
+    t = Conv2DTranspose(channels, 3, strides=2, padding="same", name=name, dtype="float32")(h)
+    out_h, out_w = 2 * h.shape[1], 2 * h.shape[2]
+    if (out_h, out_w) != (height, width):
+        dh, dw = out_h - height, out_w - width
+        t = layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=f"{name}_crop",
+                              dtype="float32")(t)
+    return t
 
 
 def _kerasio_decoder(cfg: ModelConfig, inputs, h) -> keras.Model:

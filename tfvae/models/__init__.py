@@ -16,7 +16,7 @@ import importlib
 
 from .registry import Family, build_model, families, family, names, of, register, require, unregister, with_capability
 
-_LAZY = {"VAE": "vae", "Autoencoder": "ae", "HierarchicalVAE": "hvae", "BetaTCVAE": "btcvae", "PPCA": "pca",
+_LAZY = {"VAE": "vae", "Autoencoder": "ae", "HierarchicalVAE": "hvae", "BetaTCVAE": "btcvae", "PPCA": "pca", "VQVAE": "vqvae",
          "FamilyModel": "base", "split_batch": "base", "replica_share": "base"}
 
 __all__ = ["Family", "build_model", "families", "family", "names", "of", "register", "require", "unregister",
