@@ -231,11 +231,13 @@ def finish(model, run: Run, watch: Watch, history, seconds: float, best_so_far: 
         stop.exit_code = 128 + int(signum)  # 130 for Ctrl-C, 143 for SIGTERM
         raise stop
 
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)  # finished: nothing left to resume
     # Pictures use the weights with the best validation −ELBO, as evaluate does.
     model.load_weights(str(checkpoint_path(run_dir, "best")))
     model.fit_artifacts(data, cfg, run_dir)  # an autoencoder's code Gaussian, a VQ-VAE's prior
     write_figures(model, cfg, data, run_dir)
+    # Only now is nothing left to resume: a run stopped while its artifacts were fitted (a
+    # VQ-VAE's prior) resumes with all its epochs done and fits them again.
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     timer = watch.timer
     val = history.history.get(model.checkpoint_monitor, [])
     val_elbo = history.history.get("val_neg_elbo", [])
