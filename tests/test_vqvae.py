@@ -122,6 +122,32 @@ def test_the_bound_is_reconstruction_plus_the_priors_code_length():
         "prior" in v.path for v in model.trainable_variables)  # the prior is trained on its own, later
 
 
+def test_exported_decoder_and_prior_agree_in_tensorflow_litert_and_onnxruntime(tmp_path):
+    from tfvae.export import convert_onnx, convert_tflite
+    from tfvae.lite import decode, load_decoder, sample_code_grids
+    from tfvae.onnx_runtime import onnx_session, run_decoder
+
+    model = build_model(small_config(prior_width=8, prior_layers=1), seed=0)
+    archives = model.export_archives()
+    assert set(archives) == {"decoder", "encoder", "prior"}
+    for name in ("decoder", "prior"):
+        archives[name].write_out(str(tmp_path / name), verbose=False)
+        (tmp_path / f"{name}.tflite").write_bytes(convert_tflite(tmp_path / name, signatures=("serving_default",)))
+        convert_onnx(tmp_path / name, tmp_path / f"{name}.onnx", "codes")
+    codes = np.random.default_rng(0).integers(0, 8, (4, 3, 3)).astype(np.int32)
+    expected = {"decoder": model.decode_codes(codes).numpy(), "prior": model.prior_net(tf.constant(codes)).numpy()}
+    for name, output in (("decoder", "images"), ("prior", "logits")):
+        lite = decode(load_decoder(tmp_path / f"{name}.tflite"), codes, "codes", output)
+        ort = run_decoder(onnx_session(tmp_path / f"{name}.onnx", input_name="codes", output_name=output), codes,
+                          output, "codes")
+        np.testing.assert_allclose(lite, expected[name], atol=1e-5)
+        np.testing.assert_allclose(ort, expected[name], atol=1e-5)
+    # The same seed draws the same grids whichever runtime computes the prior's logits.
+    prior_lite = load_decoder(tmp_path / "prior.tflite")
+    drawn = sample_code_grids(lambda c: decode(prior_lite, c, "codes", "logits"), 5, model.grid, seed=3)
+    np.testing.assert_array_equal(drawn, model.prior_net.sample(5, seed=3))
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["--codebook-size", "0"], "--codebook-size"),
     (["--codebook-size", "2000000000", "--latent-dim", "64"], "GiB"),
@@ -140,8 +166,8 @@ def test_bad_vqvae_options_are_refused_in_one_line(tmp_path, args, fragment):
 @pytest.mark.slow
 def test_a_short_mnist_vqvae_run_learns_codes_and_a_prior_better_than_uniform(tmp_path, tfds_dir):
     run = tmp_path / "run"
-    result = run_cli("train", "--dataset", "mnist", "--model", "vqvae", "--max-train-examples", 3000,
-                     "--validation-size", 500, "--epochs", 3, "--prior-epochs", 3, "--latent-dim", 8,
+    result = run_cli("train", "--dataset", "mnist", "--model", "vqvae", "--max-train-examples", 1500,
+                     "--validation-size", 500, "--epochs", 2, "--prior-epochs", 2, "--latent-dim", 8,
                      "--codebook-size", 32, "--prior-width", 32, "--prior-layers", 1, "--run-dir", run,
                      "--no-tensorboard", timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -165,3 +191,12 @@ def test_a_short_mnist_vqvae_run_learns_codes_and_a_prior_better_than_uniform(tm
     out = tmp_path / "uniform.png"
     result = run_cli("sample", run, "-n", 8, "--source", "uniform", "--out", out)
     assert result.returncode == 0 and out.read_bytes()[:4] == b"\x89PNG", result.stderr[-2000:]
+    result = run_cli("export", run, "--out", tmp_path / "exported", "--name", "vq", "--tflite")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads(next((tmp_path / "exported" / "vq" / "tflite").glob("*/model_card.json")).read_text())
+    assert card["decoder_input"] == {"name": "codes", "shape": [7, 7], "dtype": "int32"}
+    assert card["prior"]["kind"] == "autoregressive" and card["prior"]["codebook_size"] == 32
+    out = tmp_path / "generated.png"  # LiteRT and numpy: the prior's h·w calls, then the decoder
+    result = run_cli("generate", tmp_path / "exported" / "vq", "-n", 4, "--out", out)
+    assert result.returncode == 0 and out.read_bytes()[:4] == b"\x89PNG", result.stderr[-2000:]
+    assert_one_line_error(run_cli("demo", tmp_path / "exported" / "vq", "--port", 0), "code")

@@ -208,6 +208,7 @@ def cli():
     python cli.py train --dataset mnist        train, write runs/<name>/ (--resume RUN_DIR continues one)
     python cli.py evaluate [RUN_DIR]           test NLL (importance-weighted), −ELBO, active units
     python cli.py train --model ae|cvae|pca    the lectures' model family (--objective iwae, --beta, --prior)
+    python cli.py train --model hvae|vqvae     a hierarchical VAE; a VQ-VAE with a learned prior over its codes
     python cli.py sample [RUN_DIR] --out s.png draw from the prior (--label for a cvae)
     python cli.py traverse [RUN_DIR]           latent traversal (one dimension sweeps)
     python cli.py disentanglement [RUN_DIR]    MIG, DCI, FactorVAE and β-VAE scores (--dataset dsprites runs)
@@ -572,6 +573,8 @@ def export(run_dir, name, out_root, tflite, quantize, browser_weights, onnx, che
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def generate(export_dir, num, seed, runtime, variant, out, force):
     """Generate images on-device style: LiteRT or onnxruntime + numpy, no TensorFlow.
+
+    A VQ-VAE export's codes are drawn from its exported prior, one grid position at a time.
 
     Reads EXPORT_DIR/tflite/<latest>/decoder[_VARIANT].tflite (or onnx/<latest>/decoder.onnx)
     after checking every file of the version against the SHA-256 in its model card and the

@@ -37,6 +37,11 @@ def routes(export_dir) -> dict:
     """
     folder = tflite_dir(export_dir)
     model = folder / "decoder_b1.tflite"
+    from .lite import read_card
+
+    if read_card(folder).get("decoder_input", {}).get("name", "z") != "z":
+        raise TfvaeError(f"{export_dir}: the browser demo decodes z ~ N(0, I), and this export's decoder takes a grid "
+                         f"of codes from its autoregressive prior; generate with: python cli.py generate {export_dir}")
     if not model.is_file():
         raise TfvaeError(f"{export_dir} has no decoder_b1.tflite (export it with: python cli.py export RUN_DIR --tflite)")
     from .lite import check_decoder_shapes, load_decoder, verify_export

@@ -3,6 +3,7 @@
     exported/NAME/
       decoder/<v>/       SavedModel; TF Serving's model base path is exported/NAME/decoder
       encoder/<v>/       SavedModel
+      prior/<v>/         SavedModel of a VQ-VAE's autoregressive prior (``export_archives``)
       tflite/<v>/        decoder.tflite (float32, dynamic batch), decoder_b1.tflite (batch 1),
                          decoder_<quantization>.tflite, model_card.json
       onnx/<v>/          decoder.onnx, encoder.onnx (``--onnx``: tf2onnx from the SavedModels'
@@ -23,9 +24,13 @@ Signatures (every graph is tensor in, tensor out; randomness stays outside, as a
   the component (inverse CDF); z = loc_c + scale_c · eps.
 * encoder ``serving_default``: ``images`` float32 [B, H, W, C] in [0, 1] -> ``mean`` and
   ``scale`` of q(z|x), each [B, D].
+* a family may export its own graphs (``model.export_archives()``): a VQ-VAE's decoder
+  takes ``codes`` int32 [B, h, w], its encoder returns them, and ``prior`` maps ``codes`` to
+  ``logits`` [B, h, w, K]; ``tflite/<v>/`` then holds ``decoder.tflite`` and ``prior.tflite``,
+  ``onnx/<v>/`` the three graphs, and the model card ``decoder_input`` and the prior.
 
 A version is staged in a hidden folder under exported/NAME and renamed into place, each
-component last-to-first (onnx, tflite, encoder, decoder), so an interrupted export leaves no
+component last-to-first (onnx, tflite, prior, encoder, decoder), so an interrupted export leaves no
 half-written version folder; the next export takes the next free number.
 """
 
@@ -53,7 +58,7 @@ from .quiet import native_output_silenced
 from .rundir import load_model
 
 QUANTIZATIONS = ("float16", "dynamic", "int8")
-COMPONENTS = ("onnx", "tflite", "encoder", "decoder")  # renamed into place in this order
+COMPONENTS = ("onnx", "tflite", "prior", "encoder", "decoder")  # renamed into place in this order
 ONNX_OPSET = 17
 CALIBRATION_DRAWS = 512  # prior draws that calibrate full-integer quantization
 
@@ -139,7 +144,8 @@ def _encoder_archive(model):
     return archive
 
 
-def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, mixture: bool = False) -> bytes:
+def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, mixture: bool = False,
+                   signatures=("serving_default", "sample")) -> bytes:
     """Convert a decoder SavedModel's signatures to a TFLite flatbuffer, builtin ops only.
 
     Args:
@@ -147,6 +153,8 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, 
             (dynamic-range int8 weights) or ``int8`` (full-integer, calibrated on
             ``CALIBRATION_DRAWS`` draws z ~ N(0, I); float32 inputs and outputs kept).
         mixture: the ``sample`` signature also takes ``u`` (learned mixture prior).
+        signatures: the SavedModel's signatures to convert (a VQ-VAE's decoder and prior have
+            ``serving_default`` alone).
 
     Returns:
         The model bytes.
@@ -154,8 +162,7 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, 
     Raises:
         RuntimeError / ConverterError: an op has no builtin TFLite kernel (no Flex ops).
     """
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
-                                                         signature_keys=["serving_default", "sample"])
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir), signature_keys=list(signatures))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -263,6 +270,11 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
     if browser_weights not in ("float32", "float16"):
         raise TfvaeError(f"--browser-weights must be float32 or float16, got {browser_weights!r}")
     run_dir = Path(run_dir)
+    from .rundir import read_config
+
+    if registry.of(read_config(run_dir)).discrete_codes and (quantize or browser_weights != "float32"):
+        raise TfvaeError("--quantize and --browser-weights: a model with discrete codes is exported with float32 "
+                         "decoder and prior only (int8 calibration draws z ~ N(0, I); the browser demo decodes z)")
     model, cfg = load_model(run_dir, checkpoint)
     from .evaluate import check_finite_weights
 
@@ -290,31 +302,13 @@ def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoin
         shutil.rmtree(stale, ignore_errors=True)
     version = next_version(export_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=export_dir))
+    own = model.export_archives()
     try:
-        _decoder_archive(model).write_out(str(staging / "decoder"), verbose=False)
-        _encoder_archive(model).write_out(str(staging / "encoder"), verbose=False)
-        lite = staging / "tflite"
-        lite.mkdir()
-        if tflite:
-            (lite / "decoder.tflite").write_bytes(convert_tflite(staging / "decoder"))
-            fixed = staging / "decoder_b1_savedmodel"
-            _decoder_archive(model, batch=1).write_out(str(fixed), verbose=False)
-            (lite / "decoder_b1.tflite").write_bytes(
-                convert_tflite(fixed, None if browser_weights == "float32" else browser_weights))
-            shutil.rmtree(fixed)
-            for q in quantize:
-                data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed,
-                                      mixture=model.config.prior != "standard")
-                (lite / f"decoder_{q}.tflite").write_bytes(data)
-        if onnx:
-            (staging / "onnx").mkdir()
-            convert_onnx(staging / "decoder", staging / "onnx" / "decoder.onnx", "z")
-            convert_onnx(staging / "encoder", staging / "onnx" / "encoder.onnx", "images")
-        card = _model_card(run_dir, cfg, staging, version, checkpoint)
-        card["prior"] = prior_card(model)
-        if tflite:
-            card["browser_decoder"] = {"file": "decoder_b1.tflite", "weights": browser_weights, "batch": 1}
-        atomic_write_text(lite / "model_card.json", json_text(card))
+        if own is not None:  # the family's own graphs (a VQ-VAE: decoder of codes, encoder, prior)
+            card = _export_own(model, cfg, run_dir, staging, own, version, checkpoint, tflite, onnx)
+        else:
+            card = _export_standard(model, cfg, run_dir, staging, version, checkpoint, tflite, quantize, onnx,
+                                    browser_weights)
         from .config import umask_mode
 
         for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
@@ -328,6 +322,63 @@ def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoin
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     card["export_dir"] = str(export_dir)
+    return card
+
+
+def _export_own(model, cfg, run_dir, staging: Path, archives: dict, version: int, checkpoint: str, tflite: bool,
+                onnx: bool) -> dict:
+    """Write a family's own archives (``model.export_archives()``), their TFLite and ONNX
+    conversions (every graph's ``serving_default``) and the model card, into ``staging``."""
+    inputs = {}
+    for component, archive in archives.items():
+        archive.write_out(str(staging / component), verbose=False)
+        inputs[component] = next(iter(tf.saved_model.load(str(staging / component)).signatures["serving_default"]
+                                      .structured_input_signature[1]))
+    lite = staging / "tflite"
+    lite.mkdir()
+    if tflite:
+        for component in archives:
+            if component != "encoder":
+                (lite / f"{component}.tflite").write_bytes(convert_tflite(staging / component,
+                                                                          signatures=("serving_default",)))
+    if onnx:
+        (staging / "onnx").mkdir()
+        for component in archives:
+            convert_onnx(staging / component, staging / "onnx" / f"{component}.onnx", inputs[component])
+    card = _model_card(run_dir, cfg, staging, version, checkpoint)
+    card.update(model.export_card())
+    atomic_write_text(lite / "model_card.json", json_text(card))
+    return card
+
+
+def _export_standard(model, cfg, run_dir, staging: Path, version: int, checkpoint: str, tflite: bool, quantize,
+                     onnx: bool, browser_weights: str) -> dict:
+    """Write the decoder of z (``serving_default`` and ``sample``), the encoder, their TFLite
+    and ONNX conversions and the model card into ``staging``."""
+    _decoder_archive(model).write_out(str(staging / "decoder"), verbose=False)
+    _encoder_archive(model).write_out(str(staging / "encoder"), verbose=False)
+    lite = staging / "tflite"
+    lite.mkdir()
+    if tflite:
+        (lite / "decoder.tflite").write_bytes(convert_tflite(staging / "decoder"))
+        fixed = staging / "decoder_b1_savedmodel"
+        _decoder_archive(model, batch=1).write_out(str(fixed), verbose=False)
+        (lite / "decoder_b1.tflite").write_bytes(
+            convert_tflite(fixed, None if browser_weights == "float32" else browser_weights))
+        shutil.rmtree(fixed)
+        for q in quantize:
+            data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed,
+                                  mixture=model.config.prior != "standard")
+            (lite / f"decoder_{q}.tflite").write_bytes(data)
+    if onnx:
+        (staging / "onnx").mkdir()
+        convert_onnx(staging / "decoder", staging / "onnx" / "decoder.onnx", "z")
+        convert_onnx(staging / "encoder", staging / "onnx" / "encoder.onnx", "images")
+    card = _model_card(run_dir, cfg, staging, version, checkpoint)
+    card["prior"] = prior_card(model)
+    if tflite:
+        card["browser_decoder"] = {"file": "decoder_b1.tflite", "weights": browser_weights, "batch": 1}
+    atomic_write_text(lite / "model_card.json", json_text(card))
     return card
 
 

@@ -3,7 +3,10 @@
 This module never imports TensorFlow: it is what a phone or a small server would run.
 Noise z ~ p(z) is drawn with numpy, outside the graph, and fed to the exported
 decoder's ``serving_default`` signature (input ``z`` [B, D] -> ``images`` [B, H, W, C]),
-as ``tflite/<v>/decoder*.tflite`` (LiteRT) or ``onnx/<v>/decoder.onnx`` (onnxruntime).
+as ``tflite/<v>/decoder*.tflite`` (LiteRT) or ``onnx/<v>/decoder.onnx`` (onnxruntime). A
+VQ-VAE's export holds its autoregressive prior too (``prior.tflite`` / ``prior.onnx``,
+codes [B, h, w] -> logits [B, h, w, K]): the codes are drawn position by position in numpy
+(:func:`sample_code_grids`, h·w prior calls) and decoded from ``codes`` int32 [B, h, w].
 """
 
 from __future__ import annotations
@@ -88,16 +91,53 @@ def load_decoder(path, num_threads: int = 1):
     return interpreter
 
 
-def decode(interpreter, z: np.ndarray) -> np.ndarray:
-    """Run ``serving_default`` on z float32 [B, D]; returns ``images`` float32 [B, H, W, C].
+def decoder_input(card: dict):
+    """(name, shape without the batch, numpy dtype) of the decoder's input as the model card
+    says: ``z`` float32 [D] (``latent_dim``), or a VQ-VAE's ``codes`` int32 [h, w]."""
+    spec = card.get("decoder_input")
+    if isinstance(spec, dict):
+        return spec["name"], [int(v) for v in spec["shape"]], np.dtype(spec["dtype"])
+    return "z", [int(card["latent_dim"])], np.dtype(np.float32)
+
+
+def decode(interpreter, z: np.ndarray, name: str = "z", output: str = "images") -> np.ndarray:
+    """Run ``serving_default`` on its input ``name`` (z float32 [B, D], or code grids int32
+    [B, h, w]); returns ``output`` (``images``: float32 [B, H, W, C]).
 
     A fixed-batch model (``decoder_b1.tflite``) is called once per row.
     """
     runner = interpreter.get_signature_runner("serving_default")
-    batch = runner.get_input_details()["z"]["shape_signature"][0]
-    if batch == -1:
-        return runner(z=z.astype(np.float32))["images"]
-    return np.concatenate([runner(z=z[i:i + 1].astype(np.float32))["images"] for i in range(len(z))])
+    details = runner.get_input_details()[name]
+    z = np.asarray(z).astype(details["dtype"])
+    if details["shape_signature"][0] == -1:
+        return runner(**{name: z})[output]
+    return np.concatenate([runner(**{name: z[i:i + 1]})[output] for i in range(len(z))])
+
+
+def sample_code_grids(logits_fn, n: int, grid, seed: int = 0, batch: int = 256) -> np.ndarray:
+    """Draw n code grids from an autoregressive prior, one position at a time in raster order.
+
+    ``logits_fn(codes int32 [m, h, w]) -> logits [m, h, w, K]``, where position i's logits
+    depend only on the codes before it (a VQ-VAE's prior: TensorFlow, LiteRT or onnxruntime).
+    Position i of each grid is drawn by the Gumbel-max trick from numpy's
+    ``default_rng(seed)`` (uniform noise [m, K] per position, in order), so every runtime
+    draws the same grids for the same seed and the same logits. h·w calls per batch.
+
+    Returns:
+        int32 [n, h, w].
+    """
+    h, w = (int(v) for v in grid)
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        codes = np.zeros((m, h * w), np.int32)
+        for i in range(h * w):
+            logits = np.asarray(logits_fn(codes.reshape(m, h, w)), np.float64).reshape(m, h * w, -1)[:, i]
+            gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, logits.shape)))
+            codes[:, i] = np.argmax(logits + gumbel, axis=1)
+        out.append(codes.reshape(m, h, w))
+    return np.concatenate(out) if out else np.zeros((0, h, w), np.int32)
 
 
 def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "auto", version=None, runtime: str = "litert"):
@@ -124,6 +164,11 @@ def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "auto", vers
         card = verify_export(Path(export_dir) / "tflite" / folder.name, also=("onnx",))
         session = onnx_session(folder / "decoder.onnx", card)
         card["used"] = {"runtime": "onnxruntime", "file": str(folder / "decoder.onnx"), "variant": "float32"}
+        if _autoregressive(card):
+            prior = onnx_session(folder / card["prior"]["onnx_file"], input_name="codes", output_name="logits")
+            codes = sample_code_grids(lambda c: run_decoder(prior, c, "logits", "codes"), n, card["prior"]["grid"],
+                                      seed)
+            return run_decoder(session, codes, name="codes"), card
         return run_decoder(session, draw_prior(card, n, seed)), card
     folder = tflite_dir(export_dir, version)
     variant = pick_variant(folder, variant)
@@ -136,7 +181,17 @@ def generate(export_dir, n: int = 16, seed: int = 0, variant: str = "auto", vers
     check_decoder_shapes(interpreter, card, path)
     card["used"] = {"runtime": "litert", "file": str(path), "variant": variant,
                     "num_threads": LITERT_RUNTIME["num_threads"], "delegate": LITERT_RUNTIME["delegate"]}
+    if _autoregressive(card):
+        prior = load_decoder(folder / card["prior"]["file"], num_threads=LITERT_RUNTIME["num_threads"])
+        codes = sample_code_grids(lambda c: decode(prior, c, "codes", "logits"), n, card["prior"]["grid"], seed)
+        return decode(interpreter, codes, "codes"), card
     return decode(interpreter, draw_prior(card, n, seed)), card
+
+
+def _autoregressive(card: dict) -> bool:
+    """The export's prior is autoregressive over a code grid (a VQ-VAE): sampled position by
+    position with its own model file (:func:`sample_code_grids`)."""
+    return isinstance(card.get("prior"), dict) and card["prior"].get("kind") == "autoregressive"
 
 
 def read_card(folder) -> dict:
@@ -209,18 +264,20 @@ def verify_export(folder, also=()) -> dict:
 
 
 def check_decoder_shapes(interpreter, card: dict, path) -> None:
-    """The decoder's ``z`` input must be [B, latent_dim] and its ``images`` output
-    [B, *image_shape], as the model card says.
+    """The decoder's input (``z`` [B, latent_dim], or ``codes`` [B, h, w]: :func:`decoder_input`)
+    and its ``images`` output [B, *image_shape] must be as the model card says.
 
     Raises:
         TfvaeError: a shape differs (names the file and both shapes).
     """
+    name, shape, _ = decoder_input(card)
     runner = interpreter.get_signature_runner("serving_default")
-    z = [int(v) for v in runner.get_input_details()["z"]["shape_signature"]][1:]
+    inputs = runner.get_input_details()
+    z = [int(v) for v in inputs[name]["shape_signature"]][1:] if name in inputs else None
     images = [int(v) for v in runner.get_output_details()["images"]["shape_signature"]][1:]
-    if z != [card["latent_dim"]] or images != list(card["image_shape"]):
-        raise TfvaeError(f"{path}: decoder maps z {z} to images {images}, but the model card says z "
-                         f"[{card['latent_dim']}] to images {card['image_shape']}")
+    if z != shape or images != list(card["image_shape"]):
+        raise TfvaeError(f"{path}: decoder maps {name} {z} to images {images}, but the model card says {name} "
+                         f"{shape} to images {card['image_shape']}")
 
 
 def draw_prior(card: dict, n: int, seed: int = 0) -> np.ndarray:
@@ -252,5 +309,6 @@ def save_generated(export_dir, n, out, seed=0, variant="auto", force=False, runt
     images, card = generate(export_dir, n, seed, variant, runtime=runtime)
     used = card["used"]
     label = "onnxruntime float32" if used["runtime"] == "onnxruntime" else f"LiteRT {used['variant']}"
-    prior = "z ~ N(0, I)" if card.get("prior", {}).get("kind", "standard") == "standard" else "z ~ learned prior"
+    kind = card.get("prior", {}).get("kind", "standard")
+    prior = {"standard": "z ~ N(0, I)", "autoregressive": "codes ~ learned prior"}.get(kind, "z ~ learned prior")
     return plots.save_square_grid(images, out, title=f"{label} decoder, {prior}, seed {seed}"), used

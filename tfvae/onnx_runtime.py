@@ -36,13 +36,18 @@ def onnx_dir(export_dir, version=None) -> Path:
     return root / str(version)
 
 
-def onnx_session(path, card: dict | None = None, threads: int = 1):
-    """An onnxruntime ``InferenceSession`` (CPU, ``threads`` intra-op threads) for a decoder ``.onnx``.
+def onnx_session(path, card: dict | None = None, threads: int = 1, input_name: str | None = None,
+                 output_name: str = "images"):
+    """An onnxruntime ``InferenceSession`` (CPU, ``threads`` intra-op threads) for a decoder ``.onnx``
+    (or, with ``input_name``/``output_name``, another exported model: a VQ-VAE's prior ``codes`` -> ``logits``).
 
     Raises:
         TfvaeError: onnxruntime is not installed, the file is not a usable ONNX model, or
-            its ``z`` input / ``images`` output differ from the model card's shapes.
+            its input (``z``, or the card's ``decoder_input``) / ``images`` output differ from
+            the model card's shapes.
     """
+    from .lite import decoder_input
+
     try:
         import onnxruntime as ort
     except ImportError:
@@ -57,16 +62,20 @@ def onnx_session(path, card: dict | None = None, threads: int = 1):
         raise TfvaeError(f"{path}: not a usable ONNX decoder ({' '.join(str(exc).split())[:160]})") from None
     inputs = {i.name: i.shape for i in session.get_inputs()}
     outputs = {o.name: o.shape for o in session.get_outputs()}
-    if "z" not in inputs or "images" not in outputs:
-        raise TfvaeError(f"{path}: expected input z and output images, found {sorted(inputs)} -> {sorted(outputs)}")
+    name, shape, _ = decoder_input(card) if card is not None else (input_name or "z", None, None)
+    if name not in inputs or output_name not in outputs:
+        raise TfvaeError(f"{path}: expected input {name} and output {output_name}, found {sorted(inputs)} -> "
+                         f"{sorted(outputs)}")
     if card is not None:
-        z, images = list(inputs["z"][1:]), list(outputs["images"][1:])
-        if z != [card["latent_dim"]] or images != list(card["image_shape"]):
-            raise TfvaeError(f"{path}: decoder maps z {z} to images {images}, but the model card says z "
-                             f"[{card['latent_dim']}] to images {card['image_shape']}")
+        z, images = list(inputs[name][1:]), list(outputs["images"][1:])
+        if z != shape or images != list(card["image_shape"]):
+            raise TfvaeError(f"{path}: decoder maps {name} {z} to images {images}, but the model card says {name} "
+                             f"{shape} to images {card['image_shape']}")
     return session
 
 
-def run_decoder(session, z: np.ndarray, output: str = "images") -> np.ndarray:
-    """Decode z float32 [B, D]; returns the ``output`` tensor (``images``: float32 [B, H, W, C])."""
-    return session.run([output], {"z": np.asarray(z, np.float32)})[0]
+def run_decoder(session, z: np.ndarray, output: str = "images", name: str = "z") -> np.ndarray:
+    """Run the model on its input ``name`` (z float32 [B, D], or ``codes`` int32 [B, h, w]);
+    returns the ``output`` tensor (``images``: float32 [B, H, W, C])."""
+    dtype = np.int32 if name == "codes" else np.float32
+    return session.run([output], {name: np.asarray(z, dtype)})[0]

@@ -88,6 +88,11 @@ class FamilyModel(keras.Model):
     def restore_artifacts(self, run_dir) -> None:
         """When a run is loaded: read back what :meth:`fit_artifacts` wrote. Default: nothing."""
 
+    def export_archives(self, batch=None):
+        """The family's own SavedModel archives for ``export`` ({component: ExportArchive}),
+        or None for the one-layer layout of :mod:`tfvae.export` (a decoder of z)."""
+        return None
+
     def _named(self, terms: dict) -> dict:
         return {name: terms[name] for name in self.metric_names}
 

@@ -230,7 +230,7 @@ register(Family(
     "vqvae", "VQ-VAE: a grid of discrete codes, the codebook updated by moving averages, and a learned "
              "autoregressive prior over the grid (van den Oord et al. 2017; Razavi et al. 2019)",
     model_class="tfvae.models.vqvae:VQVAE", variational=False, discrete_codes=True, posterior_scale=False,
-    exportable_decoder=False, architectures=("conv", "resnet"), kl_schedule=False,
+    architectures=("conv", "resnet"), kl_schedule=False,
     objective_label="reconstruction + commitment, then the prior"))
 register(Family(
     "btcvae", "β-TCVAE, --beta weights the total correlation (Chen et al. 2018)",

@@ -187,6 +187,14 @@ def _conv_decoder(cfg: ModelConfig, grid) -> keras.Model:
     return keras.Model(z_q, likelihoods.for_config(cfg).head(raw, cfg, z_q), name="grid_decoder")
 
 
+def gelu(x):
+    """GELU, x·Φ(x) = ½x(1 + erf(x/√2)) (Hendrycks & Gimpel 2016), written with ``erf`` so that
+    the exported prior converts to TFLite builtins and to ONNX (whose opsets lack the ``Erfc``
+    of Keras's exact GELU); equal to ``keras.activations.gelu(approximate=False)`` to float32
+    rounding."""
+    return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
+
+
 class CodePrior(keras.Model):
     """p(k) over a code grid, autoregressive in raster order: a causal transformer.
 
@@ -212,7 +220,7 @@ class CodePrior(keras.Model):
             self.blocks.append((layers.LayerNormalization(name=f"ln{i}a"),
                                 layers.MultiHeadAttention(heads, width // heads, name=f"attn{i}"),
                                 layers.LayerNormalization(name=f"ln{i}b"),
-                                layers.Dense(4 * width, activation="gelu", name=f"mlp{i}a"),
+                                layers.Dense(4 * width, name=f"mlp{i}a"),
                                 layers.Dense(width, name=f"mlp{i}b")))
         self.norm = layers.LayerNormalization(name="ln_out")
         self.logits = layers.Dense(self.codebook_size, name="logits", dtype="float32")
@@ -226,7 +234,7 @@ class CodePrior(keras.Model):
         for ln_a, attn, ln_b, mlp_a, mlp_b in self.blocks:
             a = ln_a(h)
             h = h + attn(a, a, use_causal_mask=True, training=training)
-            h = h + mlp_b(mlp_a(ln_b(h)))
+            h = h + mlp_b(gelu(mlp_a(ln_b(h))))
         logits = self.logits(self.norm(h))
         return ops.reshape(logits, (b, *self.grid, self.codebook_size))
 
@@ -236,19 +244,12 @@ class CodePrior(keras.Model):
         return tf.reduce_sum(tfd.Categorical(logits=logits).log_prob(tf.cast(codes, tf.int32)), axis=[1, 2])
 
     def sample(self, n: int, seed: int = 0, batch: int = 256) -> np.ndarray:
-        """n grids drawn position by position (h·w prior calls per batch), with the noise
-        of ``numpy.random.default_rng(seed)`` (Gumbel-max): int32 [n, h, w]."""
-        rng = np.random.default_rng(seed)
-        out = []
-        for start in range(0, n, batch):
-            m = min(batch, n - start)
-            codes = np.zeros((m, self.length), np.int32)
-            for i in range(self.length):
-                logits = self(tf.constant(codes.reshape(m, *self.grid))).numpy().reshape(m, self.length, -1)[:, i]
-                gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, logits.shape)))
-                codes[:, i] = np.argmax(logits + gumbel, axis=1)
-            out.append(codes.reshape(m, *self.grid))
-        return np.concatenate(out) if out else np.zeros((0, *self.grid), np.int32)
+        """n grids drawn position by position (h·w prior calls per batch) by
+        :func:`tfvae.lite.sample_code_grids`, the sampler the exported prior uses on devices
+        (the same grids for the same seed): int32 [n, h, w]."""
+        from ..lite import sample_code_grids
+
+        return sample_code_grids(lambda codes: self(tf.constant(codes)).numpy(), n, self.grid, seed, batch)
 
 
 class VQVAE(FamilyModel):
@@ -397,6 +398,52 @@ class VQVAE(FamilyModel):
         tile = lambda v: tf.broadcast_to(v[None], [k, tf.shape(v)[0]])  # noqa: E731
         flat = tf.reshape(z_e, [tf.shape(x)[0], -1])
         return tile(log_lik + log_prior), tile(log_lik), flat, tf.zeros_like(flat)
+
+    # ---- export ---------------------------------------------------------------------
+    def export_archives(self, batch=None) -> dict:
+        """SavedModel archives (``tfvae.export``), every graph tensor in, tensor out:
+
+        * ``decoder`` ``serving_default``: ``codes`` int32 [B, h, w] -> ``images`` float32
+          [B, H, W, C] (the likelihood mean, in [0, 1]) and the likelihood's parameters;
+        * ``encoder`` ``serving_default``: ``images`` [B, H, W, C] -> ``codes`` int32 [B, h, w]
+          and ``z_e`` float32 [B, h, w, D];
+        * ``prior`` ``serving_default``: ``codes`` int32 [B, h, w] -> ``logits`` float32
+          [B, h, w, K], position i's logits given the codes before it (sampling calls it h·w
+          times, :func:`tfvae.lite.sample_code_grids`).
+        """
+        decoder, encoder, prior = (keras.export.ExportArchive() for _ in range(3))
+        decoder.track(self.decoder)
+        decoder.track(self.quantizer)
+        encoder.track(self.grid_encoder)
+        encoder.track(self.quantizer)
+        prior.track(self.prior_net)
+        h, w = self.grid
+
+        def decode(codes):
+            params = self.decoder(self.quantizer.lookup(codes), training=False)
+            return {"images": tf.clip_by_value(self.likelihood_object.mean(params), 0.0, 1.0), **params}
+
+        def encode(images):
+            z_e = self.grid_encoder(images, training=False)
+            return {"codes": self.quantizer.indices(z_e), "z_e": z_e}
+
+        codes_spec = tf.TensorSpec([batch, h, w], tf.int32, name="codes")
+        decoder.add_endpoint("serving_default", decode, input_signature=[codes_spec])
+        encoder.add_endpoint("serving_default", encode, input_signature=[
+            tf.TensorSpec([None, *self.config.image_shape], tf.float32, name="images")])
+        prior.add_endpoint("serving_default", lambda codes: {"logits": self.prior_net(codes)},
+                           input_signature=[codes_spec])
+        return {"decoder": decoder, "encoder": encoder, "prior": prior}
+
+    def export_card(self) -> dict:
+        """What the model card records for a device: the decoder's input and the prior."""
+        return {"decoder_input": {"name": "codes", "shape": list(self.grid), "dtype": "int32"},
+                "prior": {"kind": "autoregressive", "grid": list(self.grid),
+                          "codebook_size": self.config.codebook_size, "file": "prior.tflite",
+                          "onnx_file": "prior.onnx",
+                          "description": f"causal transformer over the {self.grid[0]}×{self.grid[1]} code grid in "
+                                         "raster order: codes [B, h, w] -> logits [B, h, w, K]; draw position i "
+                                         "from softmax(logits[:, i]) after filling positions < i"}}
 
     # ---- after training: the prior --------------------------------------------------
     def fit_artifacts(self, data, cfg, run_dir, verbose: bool = True) -> None:
