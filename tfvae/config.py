@@ -138,7 +138,7 @@ class ModelConfig:
             over the code grid (a causal transformer).
     """
 
-    model: str = "vae"
+    model: str = registry.DEFAULT_FAMILY
     arch: str = "conv"
     latent_dim: int = 32
     likelihood: str = "bernoulli"

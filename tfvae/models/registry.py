@@ -22,6 +22,7 @@ LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "logistic")
 PRIOR_NAMES = ("standard", "mog", "vamp")
 OBJECTIVE_NAMES = ("elbo", "iwae")
 ARCHITECTURE_NAMES = ("mlp", "conv", "kerasio", "resnet")
+DEFAULT_FAMILY = "vae"  # the --model a run gets when none is given
 
 
 @dataclass(frozen=True)
