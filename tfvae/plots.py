@@ -110,17 +110,28 @@ def save_square_grid(images, out, title: str) -> Path:
     return out
 
 
+#: The per-epoch panels of ``figures/loss.png``: metrics.csv column and title, in order.
+LOSS_PANELS = [("neg_elbo", "−ELBO (nats/image)"), ("reconstruction", "reconstruction −E_q log p(x|z) (nats/image)"),
+               ("kl", "KL(q‖p) (nats/image)"), ("tc", "total correlation (nats/image)"),
+               ("commitment", "commitment ‖z_e − sg(e)‖²"), ("perplexity", "codebook perplexity")]
+
+
 def save_loss_curves(metrics_csv, path) -> None:
-    """Plot −ELBO, reconstruction and KL per epoch, train and validation, from ``metrics.csv``."""
+    """Plot each recorded training term per epoch, train and validation, from ``metrics.csv``.
+
+    The panels are those of :data:`LOSS_PANELS` whose column the run recorded (−ELBO,
+    reconstruction and KL for a VAE; reconstruction, commitment and codebook perplexity for a
+    VQ-VAE), at most four.
+    """
     plt = _pyplot()
     with open(metrics_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         return
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    panels = [("neg_elbo", "−ELBO (nats/image)"), ("reconstruction", "reconstruction −E_q log p(x|z)"),
-              ("kl", "KL(q‖p) (nats/image)")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = [(key, label) for key, label in LOSS_PANELS if rows[0].get(key) not in (None, "")][:4]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False)
+    axes = axes[0]
     for ax, (key, label) in zip(axes, panels):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [float(r[prefix + key]) for r in rows if r.get(prefix + key) not in (None, "")]
@@ -131,7 +142,7 @@ def save_loss_curves(metrics_csv, path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     # Start the −ELBO axis after the first epoch so the interesting part is visible.
-    if len(rows) > 2 and "neg_elbo" in rows[0]:
+    if len(rows) > 2 and panels[0][0] == "neg_elbo":
         vals = [float(r["val_neg_elbo"]) for r in rows[1:] if r.get("val_neg_elbo")] + [float(r["neg_elbo"]) for r in rows[1:]]
         lo, hi = min(vals), max(vals)
         axes[0].set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
