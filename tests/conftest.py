@@ -4,7 +4,9 @@ Real-data tests run in CI (``CI=true``), where a missing dataset is a failure; e
 they skip with the reason.
 """
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = ROOT.parent / "shared"
 TFDS_DIR = Path(os.environ.get("TFDS_DATA_DIR", SHARED / "tensorflow_datasets"))
 MNIST_IDX = SHARED / "data" / "mnist-idx"
+
+
+#: Test files, longest first, so that the parallel workers (pytest.ini) finish together: each
+#: worker takes the next file when it is nearly done with its own. From `pytest --durations`.
+LONGEST_FIRST = ["test_bad_input.py", "test_combinations.py", "test_faults.py", "test_vqvae.py",
+                 "test_disentanglement.py", "test_multiworker.py", "test_family.py", "test_export.py",
+                 "test_disk_faults.py", "test_demo.py"]
+
+
+def pytest_collection_modifyitems(items):
+    """Run the files of :data:`LONGEST_FIRST` first, in its order; the others after, as collected."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 def _require(path: Path, what: str) -> Path:
@@ -50,32 +65,55 @@ def run_cli(*args, env=None, timeout=300):
                           env=full_env, timeout=timeout, cwd=ROOT)
 
 
+def built_once(tmp_path_factory, name, build):
+    """A folder that ``build(folder)`` fills once for the whole test session, shared by every
+    pytest-xdist worker: the first worker to ask builds it under an exclusive lock, the
+    others wait for it and reuse it. Tests treat it as read-only (copy it to change it)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the workers' common temporary root
+    folder = base / f"shared-{name}"
+    with open(base / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 def train_mnist_slice(tmp_path_factory, name, examples, validation, epochs, latent_dim):
-    """Train on the first ``examples`` MNIST training images through the CLI; return the run dir."""
-    run_dir = tmp_path_factory.mktemp(name) / "run"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", examples, "--validation-size", validation,
-                     "--epochs", epochs, "--latent-dim", latent_dim, "--run-dir", run_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return run_dir
+    """Train on the first ``examples`` MNIST training images through the CLI, once per test
+    session (:func:`built_once`); return the run dir."""
+    def build(folder):
+        result = run_cli("train", "--dataset", "mnist", "--max-train-examples", examples, "--validation-size",
+                         validation, "--epochs", epochs, "--latent-dim", latent_dim, "--run-dir", folder / "run")
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    return built_once(tmp_path_factory, name, build) / "run"
 
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory, tfds_dir):
     """A barely trained MNIST model (60 steps; real data, so quantization sees real weight
-    ranges). Enough for formats and contracts, not for quality."""
+    ranges). Enough for formats and contracts, not for quality. Shared: copy it to change it."""
     return train_mnist_slice(tmp_path_factory, "export_run", 3000, 500, 2, 8)
 
 
 @pytest.fixture(scope="session")
 def export_dir(run_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("exported")
-    result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite", "--onnx",
-                     "--quantize", "float16", "--quantize", "dynamic", "--quantize", "int8")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "m"
+    """``run_dir`` exported with every format and quantization, as ``ROOT/m``. Shared: copy it to change it."""
+    def build(root):
+        result = run_cli("export", run_dir, "--name", "m", "--out", root, "--tflite", "--onnx",
+                         "--quantize", "float16", "--quantize", "dynamic", "--quantize", "int8")
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "exported", build) / "m"
 
 
 @pytest.fixture(scope="session")
 def brief_run(tmp_path_factory, tfds_dir):
-    """A briefly trained MNIST model worth using (about 400 steps on 10,000 images, latent 16)."""
+    """A briefly trained MNIST model worth using (about 400 steps on 10,000 images, latent 16).
+    Shared: copy it to change it."""
     return train_mnist_slice(tmp_path_factory, "brief_run", 10000, 1000, 5, 16)

@@ -3,6 +3,7 @@ whose answer is known; one short real training of a VAE and a β-TCVAE on a dspr
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -247,7 +248,8 @@ def test_disentanglement_command_writes_the_four_metrics(dsprites_runs):
     assert again.returncode == 0
 
 
-def test_disentanglement_refuses_data_without_known_factors(run_dir):
+def test_disentanglement_refuses_data_without_known_factors(run_dir, tmp_path):
+    run_dir = shutil.copytree(run_dir, tmp_path / "run")  # a copy: the command locks the run it reads
     result = run_cli("disentanglement", run_dir)
     assert result.returncode == 2
     assert "known factors" in result.stderr and "mnist" in result.stderr

@@ -3,6 +3,7 @@ dtypes), TFLite parity with the SavedModel, LiteRT generation without TensorFlow
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -22,18 +23,20 @@ def tree_digest(folder):
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}  # the lock holds the last pid
 
 
-def test_layout_and_new_versions_never_overwrite(run_dir, export_dir):
+def test_layout_and_new_versions_never_overwrite(run_dir, export_dir, tmp_path):
     for path in ("decoder/1/saved_model.pb", "encoder/1/saved_model.pb", "tflite/1/decoder.tflite",
                  "onnx/1/decoder.onnx", "onnx/1/encoder.onnx",
                  "tflite/1/decoder_b1.tflite", "tflite/1/decoder_float16.tflite", "tflite/1/decoder_dynamic.tflite",
                  "tflite/1/decoder_int8.tflite", "tflite/1/model_card.json"):
         assert (export_dir / path).is_file(), path
     assert not list(export_dir.glob(".staging*"))
-    before = tree_digest(export_dir)
-    result = run_cli("export", run_dir, "--name", "m", "--out", export_dir.parent)
+    exported = tmp_path / "exported"  # a copy: the session's export is shared with other tests
+    shutil.copytree(export_dir, exported / "m")
+    before = tree_digest(exported / "m")
+    result = run_cli("export", run_dir, "--name", "m", "--out", exported)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (export_dir / "decoder" / "2" / "saved_model.pb").is_file()
-    after = tree_digest(export_dir)
+    assert (exported / "m" / "decoder" / "2" / "saved_model.pb").is_file()
+    after = tree_digest(exported / "m")
     assert all(after[k] == v for k, v in before.items())  # version 1 untouched
 
 

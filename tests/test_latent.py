@@ -1,6 +1,7 @@
 """Latent-space tools: interpolation, maps, few-label classification, anomaly scores, inpainting."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -96,6 +97,7 @@ def test_inpainting_keeps_observed_pixels_and_beats_the_mean_image(brief_run, tm
 
 @pytest.mark.slow
 def test_latent_commands_bad_input(run_dir, tmp_path):
+    run_dir = shutil.copytree(run_dir, tmp_path / "run")  # a copy: the commands lock the run they read
     assert_one_line_error(run_cli("interpolate", run_dir, "--from", 0, "--to", 10**6), "outside the test set")
     assert_one_line_error(run_cli("interpolate", run_dir, "--from", 0, "--to", 1, "--steps", 1), "--steps")
     assert_one_line_error(run_cli("classify", run_dir, "--labels", "100,999999"), "larger than the training set")
