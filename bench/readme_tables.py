@@ -128,7 +128,9 @@ def render_mnist_vqvae() -> str:
              f"| VQ-VAE `--preset mnist-vqvae` | ≤ **{m['neg_elbo']:.2f} ± {m['nll_stderr']:.2f}** (a bound: the "
              f"ELBO of a point-mass posterior) | {m['neg_elbo_bits_per_dim']:.4f} | {m['reconstruction']:.2f} | "
              f"{m['kl']:.2f} (−log p(z_q) under the learned prior) | {t['epochs']} epochs, "
-             f"{t['seconds'] / 60:.0f} min |"]
+             f"{t['seconds'] / 60:.0f} min; " + (f"the prior {t['artifacts_seconds'] / 60:.0f} min |"
+                                                  if t.get("artifacts_seconds") is not None
+                                                  else "the prior's time not recorded by this run |")]
     default = _load("default_run.json")
     if default is not None:
         d = default["figures"]["evaluation"]
@@ -153,6 +155,19 @@ def render_mnist_vqvae() -> str:
                       f"{record['figures'].get('codebook_size', 'K')} codes; share of codes in use (used at least "
                       f"once per batch on average) {float(last['codes_in_use']):.2f}. Per epoch: "
                       f"`bench/results/{stem}/metrics.csv`; the prior's curve: `bench/results/{stem}/prior_metrics.csv`."]
+    for name, what in (("samples.png", "from the learned prior"), ("samples_uniform.png", "with every code uniform"),
+                       ("reconstructions.png", "test images and their reconstructions")):
+        if (RESULTS / stem / name).is_file():
+            lines += ["", f"![{what}](bench/results/{stem}/{name})"]
+    gen = _load("vqvae_generate.json")
+    if gen is not None:
+        g = gen["figures"]
+        cells = "; ".join(f"{name} {r['image_ms']:.0f} ms ({r['prior_call_ms']:.2f} ms a prior call, "
+                          f"{r['decoder_call_ms']:.2f} ms the decoder)" for name, r in g["runtimes"].items())
+        lines += ["", f"`generate`, one image on one thread (`bench/results/vqvae_generate.json`, "
+                      f"`python bench/vqvae_generate.py {g['export']}`; {_machine(gen)}): {g['prior_calls_per_image']} "
+                      f"prior calls and one decoder call, median of {g['calls']}: {cells}. The two runtimes drew "
+                      f"{'the same' if g['same_codes'] else 'different'} codes for the same seed."]
     return "\n".join(lines) + "\n"
 
 
@@ -417,6 +432,43 @@ def render_image_folders() -> str:
     return "\n".join(out) + "\n"
 
 
+def render_vqvae_bits_per_dim() -> str:
+    """The VQ-VAE's bound beside the VAE's importance-weighted NLL in bits/dim on the same
+    data and test images (``image_folders_vqvae.json`` beside ``image_folders.json``), as the
+    VQ-VAE paper compares them on CIFAR-10."""
+    record = _load("image_folders_vqvae.json")
+    if record is None:
+        return _missing("image_folders_vqvae.json",
+                        "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/image_folders.py --model vqvae")
+    vae = (_load("image_folders.json") or {"figures": {"runs": {}}})["figures"]
+    f = record["figures"]
+    names = {"fashion_tfds": "Fashion-MNIST (TFDS)", "colour_logistic": "colour folder, `--likelihood logistic`"}
+    out = [f"Machine: {_machine(record)}. Each run: `--model vqvae` with its defaults otherwise, {f['epochs']} "
+           "epochs, beside the VAE run on the same data in the table of \"Image folders\" "
+           f"({vae.get('epochs', '?')} epochs); the same test images and protocol "
+           "(`bench/results/image_folders_vqvae/`: each run's config, metrics, prior curve and eval.json).", "",
+           "| data | image | test images | VAE: test NLL, bits/dim (K) | VQ-VAE: bound, bits/dim | VQ-VAE: reconstruction "
+           "(nats) and −log p(z_q) (nats) | training (VAE / VQ-VAE) |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for key, label in names.items():
+        r, v = f["runs"].get(key), vae["runs"].get(key)
+        if r is None:
+            continue
+        m, p = r["metrics"], r["protocol"]
+        if v is not None and v["protocol"]["num_images"] == p["num_images"]:
+            vae_cell = f"{v['metrics']['nll_bits_per_dim']:.3f} ({v['protocol']['iw_samples']})"
+            vae_time = f"{v['seconds'] / 60:.1f}"
+        else:
+            vae_cell, vae_time = "not measured on these images", "–"
+        shape = "×".join(str(d) for d in p["image_shape"])
+        out.append(f"| {label} | {shape}, {p['binarization']} | {p['num_images']:,} | {vae_cell} | ≤ **{m['neg_elbo_bits_per_dim']:.3f}** | "
+                   f"{m['reconstruction']:.1f} and {m['kl']:.1f} | {vae_time} / {r['seconds'] / 60:.1f} min |")
+    out += ["", "The VQ-VAE's figure is an upper bound on −log p(x) (a point-mass posterior's ELBO under the "
+                "learned prior); the VAE's is the importance-weighted estimate, itself an upper bound that tightens "
+                "with K."]
+    return "\n".join(out) + "\n"
+
+
 def render_input_bench() -> str:
     record = _load("input_bench.json")
     if record is None:
@@ -551,7 +603,8 @@ def render_disentanglement() -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
+RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae,
+             "vqvae-bits-per-dim": render_vqvae_bits_per_dim, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
              "image-folders": render_image_folders, "input-bench": render_input_bench, "multiworker": render_multiworker}

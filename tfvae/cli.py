@@ -432,8 +432,11 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
         best = (f"best validation −ELBO {summary['best_val_neg_elbo']:.2f} nats/image"
                 if summary.get("best_val_neg_elbo") is not None
                 else f"best {summary['checkpoint_monitor']} {summary['best_val_monitor']:.2f} nats/image")
+        after = summary.get("artifacts_seconds") or 0.0
         click.echo(f"{best}; {summary['seconds_per_epoch']:.1f} s/epoch, "
-                   f"{summary['train_images_per_second']:.0f} images/s, {summary['seconds'] / 60:.1f} min in all")
+                   f"{summary['train_images_per_second']:.0f} images/s, {(summary['seconds'] + after) / 60:.1f} min "
+                   f"in all" + (f" ({after / 60:.1f} min of it after the epochs, fitting the model's learned prior or "
+                                f"code distribution)" if after >= 1 else ""))
     click.echo(f"next: python cli.py evaluate {summary['run_dir']}")
 
 

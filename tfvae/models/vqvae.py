@@ -39,6 +39,8 @@ Shapes: the commands that use a continuous code (``interpolate``, ``latent``,
 from __future__ import annotations
 
 import math
+import sys
+import time
 from pathlib import Path
 
 import keras
@@ -450,7 +452,8 @@ class VQVAE(FamilyModel):
         """Train the prior on the training split's codes (binarized once, with the run's
         binarization seed), keeping the weights with the lowest validation NLL of the codes;
         write them to ``checkpoints/prior.weights.h5`` and one row per epoch to
-        ``prior_metrics.csv`` (``loss``, ``val_loss``: nats per grid)."""
+        ``prior_metrics.csv`` (``loss``, ``val_loss``: nats per grid; ``seconds``: the epoch's
+        wall time). A progress bar with the time left on a terminal, a line per epoch otherwise."""
         from ..config import atomic_write_text
         from ..data import binarize_fixed
         from ..training.callbacks import save_weights_atomically
@@ -464,16 +467,19 @@ class VQVAE(FamilyModel):
             t.prior_learning_rate, steps, alpha=0.01)), loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True))
         keras.utils.set_random_seed(t.seed)
-        best, rows, cells = math.inf, ["epoch,loss,val_loss"], self.grid[0] * self.grid[1]
+        best, rows, cells = math.inf, ["epoch,loss,val_loss,seconds"], self.grid[0] * self.grid[1]
         best_weights = prior.get_weights()
+        bar = 1 if verbose and sys.stdout.isatty() else 0
         for epoch in range(t.prior_epochs):
-            history = prior.fit(train_codes, train_codes, batch_size=t.batch_size, epochs=1, verbose=0, shuffle=True)
+            start = time.perf_counter()
+            history = prior.fit(train_codes, train_codes, batch_size=t.batch_size, epochs=1, verbose=bar,
+                                shuffle=True)
             val = float(prior.evaluate(val_codes, val_codes, batch_size=500, verbose=0)) * cells
-            loss = float(history.history["loss"][0]) * cells
-            rows.append(f"{epoch},{loss:.6f},{val:.6f}")
+            loss, seconds = float(history.history["loss"][0]) * cells, time.perf_counter() - start
+            rows.append(f"{epoch},{loss:.6f},{val:.6f},{seconds:.3f}")
             if verbose:
                 print(f"prior epoch {epoch + 1}/{t.prior_epochs}: −log p(codes) {loss:.2f} nats, "
-                      f"validation {val:.2f}", flush=True)
+                      f"validation {val:.2f}; {seconds:.1f} s", flush=True)
             if val < best:
                 best, best_weights = val, prior.get_weights()
         prior.set_weights(best_weights)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import time
 from dataclasses import dataclass
 
 import keras
@@ -233,7 +234,9 @@ def finish(model, run: Run, watch: Watch, history, seconds: float, best_so_far: 
 
     # Pictures use the weights with the best validation −ELBO, as evaluate does.
     model.load_weights(str(checkpoint_path(run_dir, "best")))
+    started = time.perf_counter()
     model.fit_artifacts(data, cfg, run_dir)  # an autoencoder's code Gaussian, a VQ-VAE's prior
+    artifacts_seconds = time.perf_counter() - started
     write_figures(model, cfg, data, run_dir)
     # Only now is nothing left to resume: a run stopped while its artifacts were fitted (a
     # VQ-VAE's prior) resumes with all its epochs done and fits them again.
@@ -246,6 +249,7 @@ def finish(model, run: Run, watch: Watch, history, seconds: float, best_so_far: 
         "epochs": t.epochs,
         "resumed_from_epoch": run.start_epoch,
         "seconds": seconds,
+        "artifacts_seconds": artifacts_seconds,
         "seconds_per_epoch": float(np.median([e for e, _ in timer.history])) if timer.history else None,
         "train_images_per_second": float(np.median([len(data.train) / s for _, s in timer.history]))
         if timer.history else None,

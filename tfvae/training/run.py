@@ -68,7 +68,8 @@ def _train(cfg: RunConfig, run_dir=None, verbose="auto", command_line=None, resu
             averaged ones with ``ema_decay``).
 
     Returns:
-        Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of this ``fit``),
+        Summary dict: ``run_dir``, ``epochs``, ``seconds`` (wall time of this ``fit``'s epochs),
+        ``artifacts_seconds`` (what the family fits after the epochs: a VQ-VAE's prior),
         ``seconds_per_epoch`` and ``train_images_per_second`` (medians over this call's
         epochs), ``best_val_neg_elbo`` (nats per image), ``interrupted``.
 
