@@ -1,5 +1,13 @@
 """A bad-input battery through the CLI, every command: each case must end with one line
-on stderr, a non-zero exit, no traceback, and no file that existed before changed."""
+on stderr, a non-zero exit, no traceback, and no file that existed before changed.
+
+Most cases run in this process through click's ``CliRunner`` (the same ``main`` and the same
+one-line error handling as ``python cli.py``, without a new interpreter and a TensorFlow
+import for each of them); ``generate`` and ``demo`` (no TensorFlow; a server is bounded by
+the subprocess's timeout), and a case each of ``train``, ``evaluate``, ``sample`` and
+``export`` past TensorFlow's start (marked :class:`Process`), run as their own ``python
+cli.py`` process, where C++ start-up chatter on stderr would show.
+"""
 
 import hashlib
 import json
@@ -14,15 +22,57 @@ from conftest import run_cli
 from test_cli import assert_one_line_error
 from test_data import make_idx_folder
 
+
+class Process(list):
+    """The arguments of a case that runs as its own ``python cli.py`` process."""
+
+
+def run_in_process(*args):
+    """``python cli.py ARGS`` in this process (click's CliRunner): returns an object with
+    ``returncode``, ``stdout`` and ``stderr``; an exception that escaped the CLI's one-line
+    error handling fails the test with its traceback."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from tfvae.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"{args}: an exception escaped the CLI") from result.exception
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=result.stderr)
+
+
+def run_case(args):
+    if isinstance(args, Process) or args[0] in ("generate", "demo"):
+        return run_cli(*args)
+    return run_in_process(*args)
+
+
 pytestmark = pytest.mark.slow
 
 
 def digest(*folders):
+    """{path: SHA-256} of every file under the folders (lock files, which hold the last
+    holder's pid, left out)."""
     out = {}
     for folder in folders:
         for p in sorted(Path(folder).rglob("*")):
-            if p.is_file() and p.name != ".lock":  # lock files hold the last holder's pid
+            if p.is_file() and p.name != ".lock":
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def snapshot(*folders):
+    """{path: (inode, size, mtime in ns)} of every file under the folders: a write, a
+    truncation or a replacement of any file changes it, at a stat() per file instead of a
+    hash of a few hundred MB per case."""
+    out = {}
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file() and p.name != ".lock":
+                st = p.stat()
+                out[str(p)] = (st.st_ino, st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -167,14 +217,14 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["evaluate", unknown_key], "unknown key"),
         (["evaluate", missing_field], "image_shape"),
         (["evaluate", not_json], "not readable JSON"),
-        (["evaluate", truncated_h5], "cannot load weights"),
+        (Process(["evaluate", truncated_h5]), "cannot load weights"),
         (["evaluate", run, "--iw-samples", "0"], "--iw-samples"),
         (["evaluate", run, "--max-examples", "0"], "--max-examples"),
         # sample
         (["sample", run, "-n", "0"], "-n"),
         (["sample", run, "--out", existing_png], "already exists"),
         (["sample", run, "--out", tmp_path / "missing" / "s.png"], "does not exist"),
-        (["sample", run, "--out", ro / "s.png"], "cannot write"),
+        (Process(["sample", run, "--out", ro / "s.png"]), "cannot write"),
         (["sample", a_file], "not a folder"),
         (["sample", run, "--label", "3"], "--label"),
         (["sample", run, "--source", "fitted"], "--source fitted"),
@@ -227,10 +277,10 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["train", "--resume", wrong_types[0][0]], "model.latent_dim"),
         # weights with NaN, a damaged eval.json, a damaged resume state
         (["evaluate", nan_run], "NaN or Inf"),
-        (["export", nan_run, "--out", tmp_path / "x"], "NaN or Inf"),
+        (Process(["export", nan_run, "--out", tmp_path / "x"]), "NaN or Inf"),
         (["export", bad_eval, "--out", tmp_path / "x"], "eval.json is damaged"),
         (["train", "--resume", unfinished], "metrics.csv, line 3"),
-        (["train", "--resume", damaged_backup], "backup"),
+        (Process(["train", "--resume", damaged_backup]), "backup"),
         # exports are verified before use
         (["generate", tampered, "--out", tmp_path / "g.png"], "SHA-256"),
         (["demo", tampered, "--port", "0"], "SHA-256"),
@@ -242,11 +292,12 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["classify", locked], f"pid {os.getpid()}"),
     ]
     with folder_lock(locked, "a test holding the lock"):
-        before = digest(tmp_path)
+        before, contents = snapshot(tmp_path), digest(tmp_path)
         for args, fragment in cases:
-            result = run_cli(*args)
+            result = run_case(args)
             assert_one_line_error(result, fragment)
-            assert digest(tmp_path) == before, f"{args} changed a file"
+            assert snapshot(tmp_path) == before, f"{args} changed a file"
+    assert digest(tmp_path) == contents, "a file's contents changed"
     busy.close()
     print(f"bad-input battery: {len(cases)} cases, each a one-line error with a non-zero exit and no file changed")
     assert len(cases) >= 25

@@ -83,6 +83,8 @@ def sample_title(model, source: str = "prior") -> str:
     if source == "uniform":
         return "E[x|z_q], codes drawn uniformly"
     if registry.of(model.config).discrete_codes:
+        if not model.prior_fitted:
+            return "E[x|z_q], codes drawn uniformly (the prior is trained after the epochs)"
         return f"E[x|z_q], {model.grid[0]}×{model.grid[1]} codes ~ the learned prior"
     prior = {"standard": "N(0, I)", "mog": "the learned mixture prior", "vamp": "the VampPrior"}[model.config.prior]
     if registry.of(model.config).latent_groups:

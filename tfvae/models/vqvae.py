@@ -296,6 +296,9 @@ class VQVAE(FamilyModel):
         # Not tracked as part of this model: the autoencoder's steps and checkpoints leave it
         # alone; it is trained after them and saved on its own (fit_artifacts, PRIOR_FILE).
         object.__setattr__(self, "prior_net", prior)
+        #: False until the prior is trained (after the epochs) or loaded: samples drawn before
+        #: then (the per-epoch figures) draw every code uniformly instead.
+        self.prior_fitted = False
         images = keras.Input(tuple(config.image_shape), name="images")
         flat = layers.Flatten(name="flat_z_e")(self.grid_encoder(images))
         # The latent-space commands read {"loc", "scale"}: the point-mass posterior has no scale (0).
@@ -351,7 +354,10 @@ class VQVAE(FamilyModel):
 
     def sample_prior(self, n: int, seed: int = 0) -> np.ndarray:
         """n grids drawn from the learned prior (:meth:`CodePrior.sample`), as their code
-        vectors flattened: float32 [n, h·w·D] (what :meth:`decode_mean` takes)."""
+        vectors flattened: float32 [n, h·w·D] (what :meth:`decode_mean` takes). Before the
+        prior is fitted (the per-epoch figures), every code uniformly (:meth:`sample_uniform`)."""
+        if not self.prior_fitted:
+            return self.sample_uniform(n, seed)
         codes = self.prior_net.sample(n, seed)
         return self.quantizer.lookup(tf.constant(codes)).numpy().reshape(n, -1)
 
@@ -483,6 +489,7 @@ class VQVAE(FamilyModel):
             if val < best:
                 best, best_weights = val, prior.get_weights()
         prior.set_weights(best_weights)
+        self.prior_fitted = True
         save_weights_atomically(prior, Path(run_dir) / "checkpoints" / PRIOR_FILE)
         atomic_write_text(Path(run_dir) / "prior_metrics.csv", "\n".join(rows) + "\n")
 
@@ -497,6 +504,7 @@ class VQVAE(FamilyModel):
             raise TfvaeError(f"{run_dir} is not a complete run: checkpoints/{PRIOR_FILE} (its learned prior) is missing")
         try:
             self.prior_net.load_weights(str(path))
+            self.prior_fitted = True
         except Exception as exc:  # h5py / keras raise many types for a bad file
             raise TfvaeError(f"{path}: cannot load weights ({' '.join(str(exc).split())[:200]})") from None
 
