@@ -19,27 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _evidence import ROOT, write_result  # noqa: E402
+from export_bench import median_seconds  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
 def median_ms(fn, calls: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    """The median of ``calls`` timed calls of ``fn`` after ``warmup`` calls, in milliseconds."""
+    return median_seconds(fn, calls, warmup) * 1e3
 
 
 def runtimes(export: Path):
