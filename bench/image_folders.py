@@ -114,11 +114,11 @@ def main(argv=None) -> int:
     work = (ROOT / args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    fashion = write_fashion_png(work / "fashion-png")
     tinted = write_tinted_mnist(work / "tinted-mnist", args.colour_train, args.colour_test)
     common = ["--epochs", args.epochs]
     if args.model == "vqvae":
         return vqvae_runs(work, tinted, common, args, start)
+    fashion = write_fashion_png(work / "fashion-png")
     figures = {"epochs": args.epochs, "iw_samples": args.iw_samples, "runs": {}}
     figures["runs"]["fashion_tfds"] = run(work, "fashion_tfds", ["--dataset", "fashion_mnist", *common],
                                           args.iw_samples)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -137,13 +138,18 @@ def render_mnist_vqvae() -> str:
         dm, dp = d["metrics"], d["protocol"]
         same = (dp["num_images"], dp["binarization"], dp["binarization_seed"]) == (
             p["num_images"], p["binarization"], p["binarization_seed"])
+        # bits/dim = nats / (D ln 2), D the pixels of the same images (older files do not hold it)
+        bits = dm.get("nll_bits_per_dim", dm["nll"] / (math.prod(p["image_shape"]) * math.log(2)))
         lines.append(f"| default VAE (`default_run.json`) | ≈ {dm['nll']:.2f} ± {dm['nll_stderr']:.2f} (importance-"
-                     f"weighted, K = {dp['iw_samples']:,}) | {dm['nll_bits_per_dim']:.4f} | {dm['reconstruction']:.2f} "
+                     f"weighted, K = {dp['iw_samples']:,}) | {bits:.4f} | {dm['reconstruction']:.2f} "
                      f"| {dm['kl']:.2f} | {default['figures']['training']['epochs']} epochs, "
                      f"{default['figures']['training']['seconds'] / 60:.0f} min |")
         if not same:
             lines.append("")
             lines.append("(The two rows' test protocols differ; compare with care.)")
+        if default["provenance"]["machine"] != record["provenance"]["machine"]:
+            lines += ["", f"The VAE row was measured on another machine ({_machine(default)}): compare its minutes "
+                          "with that in mind."]
     lines += ["", f"Protocol: {p['num_images']:,} test images, {p['binarization']} binarization (seed "
                   f"{p['binarization_seed']}), {p['checkpoint']} checkpoint; {p['estimator']}."]
     curve = RESULTS / stem / "metrics.csv"
@@ -164,8 +170,10 @@ def render_mnist_vqvae() -> str:
         g = gen["figures"]
         cells = "; ".join(f"{name} {r['image_ms']:.0f} ms ({r['prior_call_ms']:.2f} ms a prior call, "
                           f"{r['decoder_call_ms']:.2f} ms the decoder)" for name, r in g["runtimes"].items())
-        lines += ["", f"`generate`, one image on one thread (`bench/results/vqvae_generate.json`, "
-                      f"`python bench/vqvae_generate.py {g['export']}`; {_machine(gen)}): {g['prior_calls_per_image']} "
+        lines += ["", f"`generate`, one image on one thread (`bench/results/vqvae_generate.json`: "
+                      f"`python cli.py export {g['source_run']} --tflite --onnx --out {Path(g['export']).parent} "
+                      f"--name {Path(g['export']).name}`, then `python bench/vqvae_generate.py {g['export']}`; "
+                      f"{_machine(gen)}): {g['prior_calls_per_image']} "
                       f"prior calls and one decoder call, median of {g['calls']}: {cells}. The two runtimes drew "
                       f"{'the same' if g['same_codes'] else 'different'} codes for the same seed."]
     return "\n".join(lines) + "\n"

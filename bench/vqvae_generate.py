@@ -71,7 +71,8 @@ def main(argv=None) -> int:
     peak = matmul_peak_gflops()
     card, models = runtimes(args.export.resolve())
     grid = card["prior"]["grid"]
-    figures = {"export": os.path.relpath(args.export.resolve(), ROOT), "grid": grid,
+    figures = {"export": os.path.relpath(args.export.resolve(), ROOT), "source_run": card.get("source_run"),
+               "grid": grid,
                "codebook_size": card["prior"]["codebook_size"], "prior_calls_per_image": int(np.prod(grid)),
                "calls": args.calls, "threads": 1, "runtimes": {}}
     drawn = {}

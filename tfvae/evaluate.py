@@ -321,7 +321,8 @@ def protocol(run_dir, cfg, num_images: int, iw_samples: int, seed: int, checkpoi
         "checkpoint_sha256": checkpoint_sha256(run_dir, checkpoint),
         "chunk": int(chunk),
         "estimator": _estimator(registry.of(cfg)),
-        "prior": cfg.model.prior,
+        # a family with discrete codes has its own prior over them (not the --prior option's)
+        "prior": "learned autoregressive over the code grid" if registry.of(cfg).discrete_codes else cfg.model.prior,
         **({"prior_sha256": _prior_sha256(run_dir)} if registry.of(cfg).discrete_codes else {}),
         "units": "nats per image",
         "tfvae_version": __version__,

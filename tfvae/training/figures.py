@@ -38,8 +38,9 @@ def write_figures(model, cfg: RunConfig, data, run_dir, final: bool = True, imag
     figures = Path(run_dir) / "figures"
     originals, recon, samples = images if images is not None else figure_images(model, cfg, data)
     which = "test" if data.test is not None else "validation"
+    code = "z_q(x), the nearest codes" if registry.of(cfg).discrete_codes else "z=mean of q(z|x)"
     plots.save_image_grid(np.concatenate([originals, recon]), figures / "reconstructions.png", rows=2,
-                          title=f"{which} images (top) and reconstructions E[x|z=mean of q(z|x)] (bottom)")
+                          title=f"{which} images (top) and reconstructions E[x|{code}] (bottom)")
     plots.save_image_grid(samples, figures / "samples.png", rows=8, title=sample_title(model))
     if registry.of(cfg).fitted_codes and final:
         plots.save_image_grid(sample_means(model, 64, seed=cfg.train.seed, source="fitted"),
