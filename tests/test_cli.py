@@ -3,6 +3,7 @@ ending in one line on stderr, a non-zero exit, no traceback and nothing overwrit
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -30,13 +31,13 @@ def test_help_lists_the_commands():
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tfds_dir):
-    run_dir = tmp_path_factory.mktemp("runs") / "slice"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 1000, "--validation-size", 500,
-                     "--epochs", 2, "--batch-size", 100, "--latent-dim", 8, "--run-dir", run_dir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (run_dir.parent / "train_stdout.txt").write_text(result.stdout)
-    return run_dir
+def trained_run(run_dir, tmp_path_factory):
+    """A copy of the session's trained run (this module's tests write into it: eval.json),
+    beside what its training printed (``train_stdout.txt``)."""
+    copy = tmp_path_factory.mktemp("runs") / "slice"
+    shutil.copytree(run_dir, copy)
+    shutil.copyfile(run_dir.parent / "train_stdout.txt", copy.parent / "train_stdout.txt")
+    return copy
 
 
 @pytest.mark.slow
@@ -64,7 +65,7 @@ def test_train_writes_a_complete_run_directory(trained_run):
             assert (trained_run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((trained_run / "config.json").read_text())
     assert config["model"]["image_shape"] == [28, 28, 1] and config["model"]["latent_dim"] == 8
-    assert config["data"]["binarization"] == "dynamic" and config["meta"]["num_train"] == 1000
+    assert config["data"]["binarization"] == "dynamic" and config["meta"]["num_train"] == 3000
     lines = (trained_run / "metrics.csv").read_text().splitlines()
     assert len(lines) == 3 and "val_neg_elbo" in lines[0]
 

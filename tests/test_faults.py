@@ -50,7 +50,8 @@ def weights(path):
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, tfds_dir):
     """--deterministic and per-image keys: the resumed run's weights equal, bit for bit,
-    those of a run that was never interrupted."""
+    those of a run that was never interrupted (so two --deterministic runs are identical;
+    no separate test trains two more runs for that)."""
     epochs = 4
     args = [*SLICE[:3], 4000, *SLICE[4:], "--deterministic", "--epochs", epochs]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -125,21 +126,6 @@ def test_diverging_loss_stops_with_a_clear_message(tmp_path, tfds_dir):
     for path in (run_dir / "checkpoints").glob("*.h5"):
         assert all(np.all(np.isfinite(v)) for v in weights(path).values() if v.dtype.kind == "f")
     json.loads((run_dir / "config.json").read_text())
-
-
-def test_deterministic_runs_give_identical_weights(tmp_path, tfds_dir):
-    args = ["--dataset", "mnist", "--max-train-examples", 2000, "--validation-size", 500, "--epochs", 2,
-            "--latent-dim", 4, "--seed", 7, "--deterministic"]
-    for name in ("a", "b"):
-        result = run_cli("train", *args, "--run-dir", tmp_path / name)
-        assert result.returncode == 0, result.stderr[-2000:]
-    wa, wb = (weights(tmp_path / n / "checkpoints" / "last.weights.h5") for n in ("a", "b"))
-    assert wa.keys() == wb.keys() and len(wa) > 10
-    for key in wa:
-        np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
-    ma, mb = metric_rows(tmp_path / "a"), metric_rows(tmp_path / "b")
-    for ra, rb in zip(ma, mb):
-        assert {k: v for k, v in ra.items() if "second" not in k} == {k: v for k, v in rb.items() if "second" not in k}
 
 
 MIRRORED = textwrap.dedent("""
