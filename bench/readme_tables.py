@@ -448,7 +448,8 @@ def render_vqvae_bits_per_dim() -> str:
     if record is None:
         return _missing("image_folders_vqvae.json",
                         "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/image_folders.py --model vqvae")
-    vae = (_load("image_folders.json") or {"figures": {"runs": {}}})["figures"]
+    vae_record = _load("image_folders.json") or {"figures": {"runs": {}}}
+    vae = vae_record["figures"]
     f = record["figures"]
     names = {"fashion_tfds": "Fashion-MNIST (TFDS)", "colour_logistic": "colour folder, `--likelihood logistic`"}
     out = [f"Machine: {_machine(record)}. Each run: `--model vqvae` with its defaults otherwise, {f['epochs']} "
@@ -471,6 +472,9 @@ def render_vqvae_bits_per_dim() -> str:
         shape = "×".join(str(d) for d in p["image_shape"])
         out.append(f"| {label} | {shape}, {p['binarization']} | {p['num_images']:,} | {vae_cell} | ≤ **{m['neg_elbo_bits_per_dim']:.3f}** | "
                    f"{m['reconstruction']:.1f} and {m['kl']:.1f} | {vae_time} / {r['seconds'] / 60:.1f} min |")
+    if "provenance" in vae_record and vae_record["provenance"]["machine"] != record["provenance"]["machine"]:
+        out += ["", f"The VAE runs were measured on another machine ({_machine(vae_record)}): compare their minutes "
+                    "with that in mind."]
     out += ["", "The VQ-VAE's figure is an upper bound on −log p(x) (a point-mass posterior's ELBO under the "
                 "learned prior); the VAE's is the importance-weighted estimate, itself an upper bound that tightens "
                 "with K."]

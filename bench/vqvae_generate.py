@@ -35,6 +35,13 @@ def median_ms(fn, calls: int, warmup: int = 2) -> float:
     return median_seconds(fn, calls, warmup) * 1e3
 
 
+def _relative(path):
+    """``path`` relative to the project when it lies inside it (as a README command gives it)."""
+    if path is None or not Path(path).is_absolute() or not Path(path).resolve().is_relative_to(ROOT):
+        return path
+    return os.path.relpath(Path(path).resolve(), ROOT)
+
+
 def runtimes(export: Path):
     """{runtime: (prior_fn(codes) -> logits, decoder_fn(codes) -> images, files)}, one thread each."""
     from tfvae import lite
@@ -71,7 +78,7 @@ def main(argv=None) -> int:
     peak = matmul_peak_gflops()
     card, models = runtimes(args.export.resolve())
     grid = card["prior"]["grid"]
-    figures = {"export": os.path.relpath(args.export.resolve(), ROOT), "source_run": card.get("source_run"),
+    figures = {"export": os.path.relpath(args.export.resolve(), ROOT), "source_run": _relative(card.get("source_run")),
                "grid": grid,
                "codebook_size": card["prior"]["codebook_size"], "prior_calls_per_image": int(np.prod(grid)),
                "calls": args.calls, "threads": 1, "runtimes": {}}
