@@ -105,7 +105,8 @@ def main(argv=None) -> None:
         "train_versions": {k: config["meta"].get(k) for k in ("tfvae_version", "tensorflow_version", "keras_version")},
         "parameters": parameter_counts(run),
         **({"codebook_size": config["model"]["codebook_size"]} if registry.family(kind).discrete_codes else {}),
-        "training": {k: summary.get(k) for k in ("epochs", "seconds", "artifacts_seconds", "seconds_per_epoch", "train_images_per_second",
+        "training": {k: summary.get(k) for k in ("epochs", "seconds", "artifacts_seconds", "seconds_per_epoch",
+                                                  "train_images_per_second",
                                                   "best_val_neg_elbo")},
         "evaluation": {"protocol": evaluation["protocol"], "metrics": metrics, "seconds": evaluation["seconds"]},
     }

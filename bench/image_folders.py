@@ -98,7 +98,8 @@ def run(work: Path, name: str, train_args: list, iw_samples: int, stem: str = "i
     report = json.loads((run_dir / "eval.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"train_command": "python cli.py train " + " ".join(map(str, train_args)),
-            "seconds": summary["seconds"] + (summary.get("artifacts_seconds") or 0.0), "metrics": report["metrics"], "protocol": report["protocol"]}
+            "seconds": summary["seconds"] + (summary.get("artifacts_seconds") or 0.0),  # a VQ-VAE's prior included
+            "metrics": report["metrics"], "protocol": report["protocol"]}
 
 
 def main(argv=None) -> int:
