@@ -46,6 +46,16 @@ def _require(path: Path, what: str) -> Path:
     pytest.skip(message)
 
 
+def require_litertjs() -> None:
+    """LiteRT.js must be installed in demo/web: a test that needs it fails under CI=true and is
+    skipped elsewhere (never passes by taking another branch)."""
+    if not (ROOT / "demo" / "web" / "node_modules" / "@litertjs" / "core" / "dist" / "index.js").is_file():
+        message = "LiteRT.js is not installed: (cd demo/web && npm ci)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def tfds_dir():
     """TFDS data folder holding prepared ``mnist`` (real data)."""

@@ -141,7 +141,7 @@ def test_symlinks_out_of_every_route_folder_are_not_followed(tmp_path):
         (folder / "evil.js").symlink_to(secret)
         (folder / "sub").symlink_to(tmp_path)  # a folder link to the parent
         table[prefix], folders[prefix] = folder, folder
-    table["/model/model_card.json"] = tmp_path / "web" / "index.html"
+    table["/model/model_card.json"] = b'{"card": 1}'
     for prefix in ("/vendor/core/", "/vendor/wasm-utils/", "/wasm/"):
         assert resolve_request(table, prefix + "index.js") == (folders[prefix] / "index.js").resolve()
         for path in ("evil.js", "sub/secret.txt", "main.js"):
@@ -149,4 +149,37 @@ def test_symlinks_out_of_every_route_folder_are_not_followed(tmp_path):
     assert resolve_request(table, "/") == (folders["/"] / "index.html").resolve()
     assert resolve_request(table, "/main.js") is None  # the link leads outside the page folder
     assert resolve_request(table, "/sub/secret.txt") is None
-    assert resolve_request(table, "/model/model_card.json") == (tmp_path / "web" / "index.html").resolve()
+    assert resolve_request(table, "/model/model_card.json") == b'{"card": 1}'  # a single-file route: its bytes
+    assert resolve_request(table, "/model/model_card.json/") is None
+
+
+def test_export_files_swapped_for_symlinks_after_start_are_never_served(export_dir, tmp_path):
+    """The model files are read (and checked against the card's SHA-256) once, at start: an
+    export whose decoder and card are replaced by symlinks to another file afterwards still
+    serves the verified bytes, never the link's target."""
+    import shutil
+
+    from conftest import require_litertjs
+    from tfvae.demo import make_server
+
+    require_litertjs()
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0 secret")
+    srv = make_server(copy, 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = srv.server_address[1]
+        before = {p: request(port, p)[1] for p in ("/model/decoder_b1.tflite", "/model/model_card.json")}
+        version = next((copy / "tflite").iterdir())
+        for name in ("decoder_b1.tflite", "model_card.json"):
+            (version / name).unlink()
+            (version / name).symlink_to(secret)
+        for path, body in before.items():
+            status, now = request(port, path)
+            assert status == 200 and now == body and b"secret" not in now, path
+    finally:
+        srv.shutdown()
+        srv.server_close()

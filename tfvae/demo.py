@@ -5,7 +5,8 @@ URL layout:
     /vendor/core/...       node_modules/@litertjs/core/dist
     /vendor/wasm-utils/... node_modules/@litertjs/wasm-utils/dist
     /wasm/...              node_modules/@litertjs/core/wasm (LiteRT.js's WebAssembly)
-    /model/decoder_b1.tflite, /model/model_card.json   from EXPORT_DIR/tflite/<latest>/
+    /model/decoder_b1.tflite, /model/model_card.json   from EXPORT_DIR/tflite/<latest>/, read into memory
+                           once at start (after the SHA-256 check): later changes to the export are not served
 
 No TensorFlow is imported, and nothing is fetched from outside this machine.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import http.server
 import mimetypes
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import TfvaeError
 from .lite import tflite_dir
@@ -54,10 +55,23 @@ def routes(export_dir) -> dict:
         "/vendor/core/": MODULES / "core" / "dist",
         "/vendor/wasm-utils/": MODULES / "wasm-utils" / "dist",
         "/wasm/": MODULES / "core" / "wasm",
-        "/model/decoder_b1.tflite": model,
-        "/model/model_card.json": folder / "model_card.json",
+        "/model/decoder_b1.tflite": _verified_bytes(model, card),
+        "/model/model_card.json": (folder / "model_card.json").read_bytes(),
         "/": WEB,
     }
+
+
+def _verified_bytes(path: Path, card: dict) -> bytes:
+    """The file's bytes, read once at start and checked against the model card's SHA-256, so
+    what the export folder holds later (a file swapped for a symlink) is never served."""
+    import hashlib
+
+    data = path.read_bytes()
+    listed = {Path(e.get("path", "")).name: e.get("sha256") for e in card["files"] if isinstance(e, dict)
+              and e.get("path", "").startswith(f"tflite/{path.parent.name}/")}
+    if hashlib.sha256(data).hexdigest() != listed.get(path.name):
+        raise TfvaeError(f"{path}: its SHA-256 differs from the model card's; the export changed while it was read")
+    return data
 
 
 PAGE_FILES = ("index.html", "main.js", "style.css")  # the demo's own page; nothing else of demo/web is served
@@ -65,7 +79,8 @@ ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 
 
 def resolve_request(table: dict, raw_path: str):
-    """The file a GET of ``raw_path`` may read, or None (answered 404).
+    """The file a GET of ``raw_path`` may read (a Path, or the bytes held in memory for a
+    single-file route), or None (answered 404).
 
     The path is percent-decoded once; it is refused when it holds ``..``, a backslash,
     a NUL or an empty segment (``//``), and the resolved file (symlinks followed) must lie
@@ -83,14 +98,14 @@ def resolve_request(table: dict, raw_path: str):
     if any(seg in ("", ".", "..") for seg in segments):
         return None
     for prefix, target in table.items():
+        if isinstance(target, bytes):
+            if path == prefix:
+                return target
+            continue
         if prefix == "/":
             if len(segments) == 1 and segments[0] in PAGE_FILES:
                 candidate, root = (target / segments[0]).resolve(), target.resolve()
                 return candidate if candidate.is_file() and candidate.parent == root else None
-            continue
-        if not prefix.endswith("/"):
-            if path == prefix and target.is_file():
-                return target.resolve()
             continue
         if path.startswith(prefix):
             root = target.resolve()
@@ -120,7 +135,7 @@ class DemoHandler(http.server.BaseHTTPRequestHandler):
         if host.startswith("["):
             return False
         name, _, port = host.partition(":")
-        return name in ALLOWED_HOSTS and (port == "" or port.isdigit())
+        return name in ALLOWED_HOSTS and (port == "" or (port.isascii() and port.isdigit()))
 
     def _serve(self, body: bool):
         if not self._host_allowed():
@@ -131,9 +146,12 @@ class DemoHandler(http.server.BaseHTTPRequestHandler):
             path = None
         if path is None:
             return self.send_error(404, "Not Found")
-        data = path.read_bytes()
+        if isinstance(path, bytes):
+            data, name = path, PurePosixPath(self.path.split("?", 1)[0])
+        else:
+            data, name = path.read_bytes(), path
         self.send_response(200)
-        self.send_header("Content-Type", MIME.get(path.suffix, mimetypes.guess_type(path.name)[0]
+        self.send_header("Content-Type", MIME.get(name.suffix, mimetypes.guess_type(name.name)[0]
                                                   or "application/octet-stream"))
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")

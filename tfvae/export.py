@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from . import __version__
 from .config import atomic_write_text, json_text
-from .lite import LITERT_RUNTIME, sha256_file
+from .lite import LITERT_RUNTIME, is_version, sha256_file
 from .errors import TfvaeError
 from .models import registry
 from .quiet import native_output_silenced
@@ -231,7 +231,7 @@ def convert_onnx(saved_model_dir, out_path, input_name: str, opset: int = ONNX_O
 def next_version(export_dir: Path) -> int:
     """1 + the highest integer version of any component (1 for a new export)."""
     versions = [int(p.name) for c in COMPONENTS if (export_dir / c).is_dir()
-                for p in (export_dir / c).iterdir() if p.name.isdigit()]
+                for p in (export_dir / c).iterdir() if is_version(p.name)]
     return max(versions, default=0) + 1
 
 

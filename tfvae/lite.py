@@ -48,6 +48,11 @@ def pick_variant(folder, variant: str = "auto") -> str:
     raise TfvaeError(f"{folder} has no dynamic-batch TFLite decoder (decoder[_VARIANT].tflite)")
 
 
+def is_version(name: str) -> bool:
+    """A version folder's name: ASCII digits only (``"3"``; not ``"²"``, ``"-1"`` or ``"03a"``)."""
+    return name.isascii() and name.isdigit()
+
+
 def tflite_dir(export_dir, version=None) -> Path:
     """EXPORT_DIR/tflite/<v> for the given or the highest version.
 
@@ -57,7 +62,7 @@ def tflite_dir(export_dir, version=None) -> Path:
     root = Path(export_dir) / "tflite"
     if not Path(export_dir).is_dir():
         raise TfvaeError(f"{export_dir} is not a folder")
-    versions = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.is_dir() else []
+    versions = sorted(int(p.name) for p in root.iterdir() if is_version(p.name)) if root.is_dir() else []
     if version is None:
         versions = [v for v in versions if any((root / str(v)).glob("decoder*.tflite"))]
         if not versions:
@@ -198,18 +203,68 @@ def read_card(folder) -> dict:
     """The model card ``folder/model_card.json`` as a dict.
 
     Raises:
-        TfvaeError: missing, not strict JSON, or lacking ``files``, ``latent_dim`` or ``image_shape``.
+        TfvaeError: missing, not strict JSON (or nested too deep to parse), lacking ``files``,
+            ``latent_dim`` or ``image_shape`` [H, W, C], or with a malformed ``decoder_input`` or
+            ``prior`` (see :func:`_card_problem`).
     """
     card_path = Path(folder) / "model_card.json"
     try:
         card = json.loads(card_path.read_text(), parse_constant=_no_constant)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise TfvaeError(f"{card_path} is missing or not valid JSON") from None
-    ok = (isinstance(card, dict) and isinstance(card.get("files"), list) and isinstance(card.get("latent_dim"), int)
-          and isinstance(card.get("image_shape"), list) and all(isinstance(v, int) for v in card["image_shape"]))
+    ok = (isinstance(card, dict) and isinstance(card.get("files"), list) and _positive_int(card.get("latent_dim"))
+          and isinstance(card.get("image_shape"), list) and len(card["image_shape"]) == 3
+          and all(_positive_int(v) for v in card["image_shape"]))
     if not ok:
         raise TfvaeError(f"{card_path}: not a tfvae model card (files, latent_dim, image_shape)")
+    problem = _card_problem(card)
+    if problem:
+        raise TfvaeError(f"{card_path}: {problem}; the card is damaged (export again with: python cli.py export "
+                         f"RUN_DIR --tflite)")
     return card
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20
+
+
+def _card_problem(card: dict):
+    """What is wrong with the card's ``decoder_input`` or ``prior`` (None when nothing): the
+    mixture's weights must be finite, non-negative and not all zero, its loc and scale finite
+    [M, D] arrays (scale > 0); an autoregressive prior names its files and a [h, w] grid."""
+    spec = card.get("decoder_input")
+    if spec is not None:
+        if not (isinstance(spec, dict) and spec.get("name") in ("z", "codes") and isinstance(spec.get("shape"), list)
+                and all(_positive_int(v) for v in spec["shape"]) and spec.get("dtype") in ("float32", "int32")):
+            return "decoder_input must be {name: z or codes, shape: positive integers, dtype: float32 or int32}"
+    prior = card.get("prior")
+    if prior is None:
+        return None
+    if not isinstance(prior, dict):
+        return "prior must be an object"
+    kind = prior.get("kind", "standard")
+    if kind in ("standard", "hierarchical"):
+        return None
+    if kind == "autoregressive":
+        grid = prior.get("grid")
+        if not (isinstance(grid, list) and len(grid) == 2 and all(_positive_int(v) for v in grid)
+                and isinstance(prior.get("file"), str) and isinstance(prior.get("onnx_file", ""), str)):
+            return "the autoregressive prior needs file (a string) and grid [h, w] (positive integers)"
+        return None
+    try:
+        weights = np.asarray(prior["weights"], np.float64)
+        loc, scale = np.asarray(prior["loc"], np.float64), np.asarray(prior["scale"], np.float64)
+    except (KeyError, TypeError, ValueError):
+        return f"the {kind} prior needs weights [M], loc [M, D] and scale [M, D] (numbers)"
+    m, d = len(weights) if weights.ndim == 1 else -1, card["latent_dim"]
+    if weights.ndim != 1 or m < 1 or loc.shape != (m, d) or scale.shape != (m, d):
+        return (f"the {kind} prior needs weights [M], loc [M, {d}] and scale [M, {d}]; got shapes "
+                f"{list(weights.shape)}, {list(loc.shape)}, {list(scale.shape)}")
+    if not (np.isfinite(weights).all() and (weights >= 0).all() and weights.sum() > 0):
+        return f"the {kind} prior's weights must be finite, non-negative and not all zero"
+    if not (np.isfinite(loc).all() and np.isfinite(scale).all() and (scale > 0).all()):
+        return f"the {kind} prior's loc and scale must be finite, and scale positive"
+    return None
 
 
 def _no_constant(name):
@@ -239,7 +294,8 @@ def verify_export(folder, also=()) -> dict:
 
     Raises:
         TfvaeError: a listed file is missing or its bytes differ from the card (names the
-            file), or a ``.tflite`` in the folder is not listed in the card.
+            file), or a ``.tflite`` (or, with ``also=("onnx",)``, an ``.onnx``) of the version is
+            not listed in the card: the TFLite and the ONNX paths refuse the same unverified files.
     """
     folder = Path(folder)
     card = read_card(folder)
@@ -257,9 +313,11 @@ def verify_export(folder, also=()) -> dict:
         if path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
             raise TfvaeError(f"{path}: its SHA-256 differs from the model card's; the export is damaged or was "
                              f"changed (export again with: python cli.py export RUN_DIR --tflite)")
-    for path in sorted(folder.glob("*.tflite")):
-        if path.name not in listed:
-            raise TfvaeError(f"{path} is not listed in {folder / 'model_card.json'}; refusing an unverified decoder")
+    for component, suffix in (("tflite", "*.tflite"), *((c, f"*.{c}") for c in also)):
+        for path in sorted((export_dir / component / folder.name).glob(suffix)):
+            if path.name not in listed:
+                raise TfvaeError(f"{path} is not listed in {folder / 'model_card.json'}; refusing an unverified "
+                                 f"model (export again with: python cli.py export RUN_DIR --tflite)")
     return card
 
 

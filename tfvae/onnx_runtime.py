@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TfvaeError
+from .lite import is_version
 
 
 def onnx_dir(export_dir, version=None) -> Path:
@@ -25,7 +26,7 @@ def onnx_dir(export_dir, version=None) -> Path:
     if not export_dir.is_dir():
         raise TfvaeError(f"{export_dir} is not a folder")
     root = export_dir / "onnx"
-    versions = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit() and (p / "decoder.onnx").is_file()) \
+    versions = sorted(int(p.name) for p in root.iterdir() if is_version(p.name) and (p / "decoder.onnx").is_file()) \
         if root.is_dir() else []
     if version is None:
         if not versions:
