@@ -11,11 +11,13 @@ cli.py`` process, where C++ start-up chatter on stderr would show.
 
 import hashlib
 import json
+import sys
 import os
 import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli
@@ -172,6 +174,59 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
     locked = broken_run("locked", lambda f: None)
     from tfvae.locks import folder_lock
 
+    # ---- round 3 (issue 27): one or more cases per category -----------------------------------
+    from test_image_folder import bomb_png, grey_folder
+
+    version = next(p.name for p in (export_dir / "tflite").iterdir())
+    unlisted_onnx = tmp_path / "unlisted-onnx"  # 1. an ONNX decoder the model card does not list
+    shutil.copytree(export_dir, unlisted_onnx)
+    (unlisted_onnx / "onnx" / version).mkdir(parents=True, exist_ok=True)
+    if not (unlisted_onnx / "onnx" / version / "decoder.onnx").is_file():
+        shutil.copy(next((unlisted_onnx / "tflite" / version).glob("decoder.tflite")),
+                    unlisted_onnx / "onnx" / version / "decoder.onnx")
+    unlisted_card = unlisted_onnx / "tflite" / version / "model_card.json"  # as exported without --onnx
+    card = json.loads(unlisted_card.read_text())
+    unlisted_card.write_text(json.dumps({**card, "files": [e for e in card["files"]
+                                                           if not e["path"].startswith("onnx/")]}))
+    bomb_dir = tmp_path / "bombs"  # 1. a decompression bomb, alone in its folder
+    bomb_png(bomb_dir / "bomb.png")
+    superscript = tmp_path / "superscript"  # 2. a version folder named "²" (str.isdigit says yes)
+    (superscript / "tflite").mkdir(parents=True)
+    shutil.copytree(export_dir / "tflite" / version, superscript / "tflite" / "²")
+    from test_data import write_idx
+
+    idx_mismatch = make_idx_folder(tmp_path / "idx-mismatch")  # 2. test images of another size
+    write_idx(idx_mismatch / "t10k-images-idx3-ubyte.gz", np.zeros((10, 7, 5), np.uint8), True)
+    idx_overflow = make_idx_folder(tmp_path / "idx-overflow")  # 2. a header whose size overflows int64
+    import gzip
+    import struct
+
+    with gzip.open(idx_overflow / "train-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(bytes([0, 0, 8, 3]) + struct.pack(">III", 2**32 - 1, 2**32 - 1, 2**32 - 1) + b"\0" * 64)
+    bad_prior = tmp_path / "bad-prior"  # 2. a model card whose mixture prior has a negative weight
+    shutil.copytree(export_dir, bad_prior)
+    card_path = bad_prior / "tflite" / version / "model_card.json"
+    card = json.loads(card_path.read_text())
+    d = card["latent_dim"]
+    card_path.write_text(json.dumps({**card, "prior": {"kind": "mog", "weights": [-1.0, 2.0], "loc": [[0.0] * d] * 2,
+                                                       "scale": [[1.0] * d] * 2}}))
+    deep_card = tmp_path / "deep-card"  # 2. absurd nesting
+    shutil.copytree(export_dir, deep_card)
+    (deep_card / "tflite" / version / "model_card.json").write_text("[" * 100000 + "]" * 100000)
+    edited = broken_run("edited-after-training", lambda f: (f / "config.json").write_text(  # 2. say which field
+        json.dumps({**config, "model": {**config["model"], "latent_dim": config["model"]["latent_dim"] + 1}})))
+    faces = tmp_path / "faces"  # 4. an image-folder run whose recorded test file is gone
+    grey_folder(faces, per_class=4, size=tuple(config["model"]["image_shape"][:2]))
+    folder_run = broken_run("folder-run", lambda f: (
+        (f / "config.json").write_text(json.dumps({**config, "data": {**config["data"], "image_dir": str(faces),
+                                                                      "dataset": "faces", "channels": 1}})),
+        (f / "test_files.json").write_text(json.dumps({"test_files": ["a/gone.png"]}))))
+    idx_pca = make_idx_folder(tmp_path / "idx-pca")  # 6. a PCA run: evaluate honours --image-dir
+    result = run_in_process("train", "--idx-dir", idx_pca, "--validation-size", 5, "--model", "pca", "--latent-dim", 2,
+                            "--run-dir", tmp_path / "pca-run")
+    assert result.returncode == 0, result.stderr
+    pca_run = tmp_path / "pca-run"
+
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -286,6 +341,29 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["demo", tampered, "--port", "0"], "SHA-256"),
         (["generate", wrong_card, "--out", tmp_path / "g.png"], "model card says"),
         (["demo", wrong_card, "--port", "0"], "model card says"),
+        # round 3. security: the ONNX path refuses what the TFLite path refuses; decompression bombs
+        (["generate", unlisted_onnx, "--runtime", "onnx", "--out", tmp_path / "g.png"], "is not listed"),
+        (["train", "--image-dir", bomb_dir, "--run-dir", tmp_path / "x"], "declares 400000000 pixels"),
+        # round 3. no traceback: odd version names, IDX files, masks, model cards, edited configs, memory
+        (["generate", superscript, "--out", tmp_path / "g.png"], "no TFLite decoder"),
+        (["train", "--idx-dir", idx_mismatch, "--validation-size", 5, "--run-dir", tmp_path / "x"],
+         "both splits need one size"),
+        (["train", "--idx-dir", idx_overflow, "--validation-size", 5, "--run-dir", tmp_path / "x"], "its header"),
+        (["inpaint", run, "--mask", "random:."], "--mask"),
+        (["generate", bad_prior, "--out", tmp_path / "g.png"], "prior's weights"),
+        (["generate", deep_card, "--out", tmp_path / "g.png"], "not valid JSON"),
+        (["evaluate", edited, "-k", 2], "model.latent_dim"),
+        (["export", edited, "--out", tmp_path / "x"], "checkpoints were trained with"),
+        (["train", "--idx-dir", idx, "--validation-size", 5, "--mc-samples", 100000, "--run-dir", tmp_path / "x"],
+         "--mc-samples"),
+        (["evaluate", run, "--chunk", 4194304], "--chunk 4194304"),
+        # round 3. silent wrong results: a run's recorded test split is used, or refused
+        (["evaluate", folder_run, "-k", 2], "no longer holds 1 of the run's 1 test files"),
+        # round 3. messages that name the right thing
+        (["inpaint", run, "--mask", "random:0.0001"], "leaves no pixel"),
+        (["anomaly", run, "--ood", ""], "--ood"),
+        # round 3. the audit: evaluate of a PCA run honours --image-dir
+        (["evaluate", pca_run, "--image-dir", tmp_path / "missing-folder"], "missing-folder"),
         # concurrent use: a run held by another process
         (["evaluate", locked, "--iw-samples", 2], f"pid {os.getpid()}"),
         (["train", "--resume", locked], f"pid {os.getpid()}"),
@@ -311,3 +389,40 @@ def test_multiworker_options_its_loop_does_not_run_are_refused_before_any_worker
                          "--run-dir", tmp_path / "run", env={"TF_CONFIG": tf_config}, timeout=120)
         assert_one_line_error(result, "without --jit or --steps-per-execution")
         assert not (tmp_path / "run").exists()
+
+
+def test_round_three_cases_that_need_their_own_environment(run_dir, export_dir, tmp_path, monkeypatch):
+    """Bad input that lives outside the arguments: TF_CONFIG (several workers), a recipe file,
+    the current folder (a run interrupted before it finished), and a bench script's --result.
+    Each ends in one line, a non-zero exit, no traceback, and nothing written."""
+    import subprocess
+
+    import tfvae.config
+    from conftest import ROOT
+
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "broken.json").write_text('{"train": {"epochs": 3,')
+    work = tmp_path / "work"
+    shutil.copytree(run_dir, work / "runs" / "interrupted")
+    (work / "runs" / "interrupted" / "summary.json").unlink()
+    before = snapshot(tmp_path)
+    # 3. several workers: a TF_CONFIG whose task is not an object
+    config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": [0]})
+    result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
+    assert_one_line_error(result, "TF_CONFIG: task must be an object")
+    # 2. a --preset file that is not valid JSON
+    with monkeypatch.context() as m:
+        m.setattr(tfvae.config, "PRESET_DIR", presets)
+        assert_one_line_error(run_in_process("train", "--preset", "broken", "--run-dir", tmp_path / "r"),
+                              "--preset broken", "not readable JSON")
+    # 9. after Ctrl-C: export names the interrupted run and the two ways on
+    with monkeypatch.context() as m:
+        m.chdir(work)
+        assert_one_line_error(run_in_process("export", "--tflite"), "runs/interrupted was interrupted",
+                              "--resume runs/interrupted", "as RUN_DIR")
+    # 7. a bench script given --result as a path outside bench/results/
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "export_bench.py"), str(export_dir), "--result",
+                             str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert_one_line_error(result, "--result", "bench/results/NAME.json")
+    assert snapshot(tmp_path) == before, "a case wrote a file"

@@ -79,7 +79,9 @@ def test_evaluate_and_sample_read_the_run(trained_run, tmp_path):
     assert report["protocol"]["iw_samples"] == 20 and report["protocol"]["num_images"] == 50
     assert report["protocol"]["split"] == "test" and report["protocol"]["binarization_seed"] == 0
     m = report["metrics"]
-    assert np.isfinite(m["nll"]) and m["nll"] <= m["neg_elbo"] + 1.0  # IW bound is the tighter one
+    # The importance-weighted bound is the tighter one: no slack (the seeded samples make it deterministic).
+    assert np.isfinite(m["nll"]) and m["nll"] < m["neg_elbo"]
+    assert m["elbo_gap"] == pytest.approx(m["neg_elbo"] - m["nll"], abs=1e-6)
     assert len(m["kl_per_dim"]) == 8 and 0 <= m["active_units"] <= 8
     out = tmp_path / "grid.png"
     result = run_cli("sample", trained_run, "-n", 9, "--out", out)
@@ -105,7 +107,9 @@ BAD_TRAIN_OPTIONS = [
     (["--model", "vae", "--group-dims", "8,8"], "--group-dims needs --model hvae"),
     (["--model", "hvae", "--prior", "vamp"], "--prior vamp needs --model vae"),
     (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
-    (["--precision", "mixed_float16"], "--precision mixed_float16: this machine has no GPU"),  # CI: CPU only
+    pytest.param(["--precision", "mixed_float16"], "--precision mixed_float16: this machine has no GPU",
+                 marks=pytest.mark.skipif(shutil.which("nvidia-smi") is not None,
+                                          reason="a machine with a GPU accepts mixed_float16")),
 ]
 
 

@@ -2,6 +2,8 @@
 discretized logistic likelihood and bits/dim; colour runs end to end."""
 
 import json
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,6 +165,86 @@ def test_files_that_do_not_decode_are_skipped_counted_and_named(tmp_path):
     assert len(said) == 1 and "skipping 2 of 12 files" in said[0]
 
 
+def bomb_png(path, side=20000):
+    """A PNG of a few hundred KB whose header declares side×side grey pixels (zeros, zlib
+    level 9): decoded in full it would take side² bytes (400 MB for 20,000)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    packer, row, parts = zlib.compressobj(9), b"\x00" * (side + 1), []
+    for _ in range(side):
+        parts.append(packer.compress(row))
+    parts.append(packer.flush())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_is_skipped_from_its_header_before_any_decoding(tmp_path):
+    import resource
+
+    grey_folder(tmp_path / "d", per_class=5)
+    bomb = bomb_png(tmp_path / "d" / "a" / "bomb.png")
+    assert bomb.stat().st_size < 1_000_000
+    said = []
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    scan = scan_folder(tmp_path / "d", say=said.append)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert [p for p, _ in scan.skipped] == [str(bomb)] and "declares 400000000 pixels" in scan.skipped[0][1]
+    assert "--max-image-pixels" in said[0] and len(scan.train_paths) + len(scan.test_paths) == 10
+    assert grown < 200_000, f"peak memory grew by {grown} KiB: the bomb was decoded"  # 400 MB if decoded
+    # The size came from the header alone (Pillow reads it without decoding a pixel).
+    from tfvae.folder import header_pixels
+
+    assert header_pixels(bomb) == 20000 * 20000
+
+
+def test_an_image_folder_run_keeps_its_test_split_when_files_are_added(tmp_path):
+    """A run records its test files; adding files to the folder later changes what a fresh
+    held-out split would pick (training images would move into it), never the run's."""
+    from tfvae.config import RunConfig
+    from tfvae.folder import folder_fingerprint
+    from tfvae.rundir import record_trained_config, run_dataset
+
+    grey_folder(tmp_path / "d", per_class=10)
+    cfg = RunConfig(data=DataConfig(image_dir=str(tmp_path / "d"), validation_size=2, test_fraction=0.2))
+    first = load_dataset(cfg.data)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    record_trained_config(run, cfg, first.source["test_files"])
+    trained_on = set(first.train.paths) | set(first.validation.paths)
+    rng = np.random.default_rng(9)
+    for c in ("a", "b"):  # ten new files per class, named to sort among the old ones
+        for i in range(10):
+            save(tmp_path / "d" / c / f"{i:03d}x.png", rng.integers(0, 256, (8, 6, 1), dtype=np.uint8))
+    fresh = load_dataset(cfg.data)
+    assert set(fresh.test.paths) & trained_on, "a fresh split moves training images into the test split"
+    again = run_dataset(run, cfg)
+    assert again.test.paths == first.test.paths and list(again.test_labels) == list(first.test_labels)
+    assert not set(again.test.paths) & (set(again.train.paths) | set(again.validation.paths))
+    # The fingerprint covers contents: the same names with new pixels change it.
+    paths = first.train.paths + first.test.paths
+    before = folder_fingerprint(tmp_path / "d", paths)
+    save(tmp_path / "d" / "a" / "000.png", np.zeros((8, 6, 1), np.uint8))
+    assert folder_fingerprint(tmp_path / "d", paths) != before
+    # A recorded test file that is gone: one line naming it.
+    Path(first.test.paths[0]).unlink()
+    with pytest.raises(TfvaeError, match="no longer holds 1 of the run's 4 test files"):
+        run_dataset(run, cfg)
+
+
+def test_the_default_validation_size_fits_a_small_folder(tmp_path):
+    grey_folder(tmp_path / "d", per_class=30)
+    data = load_dataset(DataConfig(image_dir=str(tmp_path / "d")))  # the default: min(5000, a tenth)
+    n = len(data.train) + len(data.validation)
+    assert len(data.validation) == n // 10 and n == 54  # 60 files, 6 held out for testing
+    assert DataConfig().validation_size is None
+
+
 def test_cli_refuses_conflicting_or_misplaced_image_options_in_one_line(tmp_path):
     grey_folder(tmp_path / "d")
     for args, message in [
@@ -251,8 +333,19 @@ def test_bits_per_dim_conversions():
     d = 32 * 32 * 3
     assert DiscretizedLogisticLikelihood().bits_per_dim(d * math.log(2), (32, 32, 3), "none")[0] == pytest.approx(1.0)
     assert Bernoulli().bits_per_dim(d * math.log(2), (32, 32, 3), "dynamic")[0] == pytest.approx(1.0)
-    # A density on [0, 1]: adding D ln 256 turns a uniform density (0 nats) into 8 bits/dim.
-    assert Gaussian(0.1).bits_per_dim(0.0, (32, 32, 3), "none")[0] == pytest.approx(8.0)
+    # A density on [0, 1] of x = k/255: levels 1/255 apart, so a uniform density (0 nats) gives each of
+    # the 255^D cells probability 255^-D: log2(255) bits/dim, not 8 (which would need cells of width 1/256).
+    assert Gaussian(0.1).bits_per_dim(0.0, (32, 32, 3), "none")[0] == pytest.approx(math.log2(255), rel=1e-12)
+    # Against the level's probability mass: for σ = 0.3 (much wider than a level, 1/255), the mass of the
+    # cell [k − ½, k + ½]/255 is density × 1/255 to a relative 1e-5 (the curvature term width²/24σ²), so
+    # −log2(mass) per dimension is the figure to 1e-4 (D ln 256 would be 0.0056 bits/dim off).
+    from scipy.stats import norm
+
+    sigma = 0.3
+    nats_one_dim = -norm.logpdf(0.0, scale=sigma)
+    mass = norm.cdf(0.5 / 255, scale=sigma) - norm.cdf(-0.5 / 255, scale=sigma)
+    bits = Gaussian(sigma).bits_per_dim(d * nats_one_dim, (32, 32, 3), "none")[0]
+    assert bits == pytest.approx(-math.log2(mass), abs=1e-4)
 
 
 # ---- colour images end to end ---------------------------------------------------------------
@@ -292,6 +385,12 @@ def test_a_colour_folder_trains_and_evaluate_reports_bits_per_dim(colour_folder,
     assert result.returncode == 0, result.stderr[-2000:]
     assert "in bits/dim" in result.stdout
     report = json.loads((run / "eval.json").read_text())
-    bpd = report["metrics"]["nll_bits_per_dim"]
-    assert 0 < bpd < 9 and report["protocol"]["image_shape"] == [32, 32, 3]
+    bpd, nll, d = report["metrics"]["nll_bits_per_dim"], report["metrics"]["nll"], 32 * 32 * 3
+    assert report["protocol"]["image_shape"] == [32, 32, 3]
+    # The conversion eval.json states, exactly: a probability of the 8-bit image (logistic), or a
+    # density of x = k/255 plus D ln 255 (Gaussian).
+    expected = (nll + d * math.log(255)) / (d * math.log(2)) if likelihood == "gaussian" else nll / (d * math.log(2))
+    assert bpd == pytest.approx(expected, rel=1e-9)
+    # And the model beats the uniform distribution over the levels (log2 of 256, or of 255 cells).
+    assert bpd < (math.log2(255) if likelihood == "gaussian" else 8.0)
     assert report["protocol"]["data_source"] == str(colour_folder)

@@ -158,3 +158,67 @@ def test_a_bad_tf_config_is_one_line(tmp_path):
         result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    for config, message in [('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": "worker 0"}', "task must be an object"),
+                            ('{"cluster": {"worker": ["127.0.0.1:1"], "chief": "127.0.0.1:2"}, '
+                             '"task": {"type": "worker", "index": 0}}', "cluster.chief must be a list")]:
+        result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_workers_started_with_different_options_stop_before_any_folder_is_made(tmp_path, tfds_dir):
+    """One all-reduce of the configuration's fingerprint: both workers name the option that
+    differs (here --seed) and stop before the first step; no run folder blocks a --resume."""
+    from tfvae.training.multiworker import local_tf_configs
+
+    run = tmp_path / "run"
+    procs, logs = [], tmp_path / "logs"
+    logs.mkdir()
+    base = [*TRAIN, "--epochs", 1, "--strategy", "multiworker", "--run-dir", run]
+    for i, tf_config in enumerate(local_tf_configs(2)):
+        out = open(logs / f"worker{i}.log", "w")
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, base), "--seed", str(i)],
+                                      cwd=ROOT, env={**os.environ, "TF_CONFIG": tf_config}, stdout=out,
+                                      stderr=subprocess.STDOUT))
+    codes = [p.wait(timeout=WAIT) for p in procs]
+    texts = [(logs / f"worker{i}.log").read_text() for i in range(2)]
+    assert codes == [2, 2], texts
+    for i, text in enumerate(texts):
+        last = text.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "disagree on --seed" in last and f"this worker: {i}" in last, text
+        assert "Traceback" not in text
+    assert not run.exists()
+
+
+def test_a_worker_whose_peers_never_come_gives_up_in_one_line(tmp_path):
+    """Only worker 0 of two starts: it says what it waits for, and after --worker-timeout ends
+    with one line and a non-zero exit, leaving nothing behind."""
+    from tfvae.training.multiworker import local_tf_configs
+
+    config = local_tf_configs(2)[0]
+    peer = json.loads(config)["cluster"]["worker"][1]
+    start = time.monotonic()
+    result = run_cli("train", "--dataset", "mnist", "--strategy", "multiworker", "--worker-timeout", 3,
+                     "--run-dir", tmp_path / "r", env={"TF_CONFIG": config}, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and time.monotonic() - start < 100
+    assert lines[0].startswith("waiting for 1 other worker(s)") and peer in lines[0], result.stderr
+    assert lines[-1].startswith("error: ") and "did not come within --worker-timeout 3 s" in lines[-1], result.stderr
+    assert len(lines) == 2 and not (tmp_path / "r").exists()
+
+
+def test_a_busy_worker_address_is_named_as_such(tmp_path):
+    import socket
+
+    from tfvae.training.multiworker import local_tf_configs
+
+    config = json.loads(local_tf_configs(2)[0])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config["cluster"]["worker"][0] = f"127.0.0.1:{port}"
+        result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r",
+                         env={"TF_CONFIG": json.dumps(config)}, timeout=120)
+    assert result.returncode == 2 and f"127.0.0.1:{port} is busy" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

@@ -183,12 +183,40 @@ def test_steps_per_execution_left_out_is_chosen_per_run_and_recorded():
         assert t.steps_per_execution is None
         resolve_speed(t, steps_per_epoch, multi)
         assert t.steps_per_execution == expected
-    given = TrainConfig(steps_per_execution=3)
+    given = TrainConfig(steps_per_execution=5)
     resolve_speed(given, 430, False)
-    assert given.steps_per_execution == 3
+    assert given.steps_per_execution == 5
     cfg = RunConfig(train=TrainConfig())
     cfg.validate()  # None (auto) is valid in config.json
     assert RunConfig.from_dict(cfg.to_dict()).train.steps_per_execution is None
+
+
+def test_an_epoch_is_the_same_updates_for_every_steps_per_execution():
+    """Keras runs whole calls of N steps: unclamped, N = 3 made an 8-step epoch 9 updates and
+    N = 70 made it 70. resolve_speed lowers N to a divisor of the epoch's steps."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tfvae.config import TrainConfig
+    from tfvae.training import resolve_speed
+
+    steps_per_epoch = 8
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+    weights = []
+    for wanted in (1, 3, 5, 8, 70, 10 ** 9):
+        t = TrainConfig(steps_per_execution=wanted)
+        resolve_speed(t, steps_per_epoch, False)
+        assert steps_per_epoch % t.steps_per_execution == 0 and t.steps_per_execution <= min(wanted, steps_per_epoch)
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse", steps_per_execution=t.steps_per_execution)
+        ds = tf.data.Dataset.from_tensor_slices((x, x[:, :1])).batch(8).repeat()
+        model.fit(ds, steps_per_epoch=steps_per_epoch, epochs=2, verbose=0)
+        assert int(model.optimizer.iterations.numpy()) == 2 * steps_per_epoch, wanted
+        weights.append(np.concatenate([w.ravel() for w in model.get_weights()]))
+    for w in weights[1:]:  # the same updates on the same batches: the same weights
+        np.testing.assert_allclose(w, weights[0], rtol=1e-5, atol=1e-6)
 
 
 def test_learned_prior_is_exported_with_the_decoder(tmp_path):

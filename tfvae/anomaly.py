@@ -81,9 +81,12 @@ def anomaly(run_dir, ood=None, corruption=None, iw_samples: int = 0, max_example
         others = binarize_fixed(data.validation[:max_examples], mode, seed)
     else:
         name = f"ood-{ood}"
-        other_cfg = replace(cfg.data, dataset=ood, idx_dir=None, data_dir=data_dir or cfg.data.data_dir,
-                            validation_size=0, max_train_examples=None)
-        other = load_dataset(other_cfg, need_test=True)
+        other_cfg = replace(cfg.data, dataset=ood, idx_dir=None, image_dir=None, image_size=None,
+                            data_dir=data_dir or cfg.data.data_dir, validation_size=0, max_train_examples=None)
+        try:
+            other = load_dataset(other_cfg, need_test=True)
+        except TfvaeError as exc:  # its messages speak of --dataset: here the option is --ood
+            raise type(exc)(f"--ood {ood}: {str(exc).replace('--dataset: ', '')}") from None
         if other.image_shape != tuple(cfg.model.image_shape):
             raise TfvaeError(f"--ood {ood}: images are {other.image_shape}, the model expects "
                              f"{tuple(cfg.model.image_shape)}")
@@ -143,7 +146,8 @@ def parse_mask(spec: str, shape, seed: int = 0) -> np.ndarray:
     ``right`` (half the image) or ``random:P`` (each pixel missing with probability P).
 
     Raises:
-        TfvaeError: anything else, or P outside (0, 1).
+        TfvaeError: anything else, P outside (0, 1), or a mask with no missing pixel (the
+            errors on missing pixels would be 0/0).
     """
     h, w, c = shape
     mask = np.zeros((h, w, c), np.float32)
@@ -156,11 +160,17 @@ def parse_mask(spec: str, shape, seed: int = 0) -> np.ndarray:
     elif spec == "right":
         mask[:, w // 2:] = 1
     else:
-        m = re.fullmatch(r"random:([0-9.]+)", spec or "")
-        p = float(m.group(1)) if m and m.group(1).count(".") <= 1 else None
+        m = re.fullmatch(r"random:([0-9]*\.?[0-9]*)", spec or "")
+        try:
+            p = float(m.group(1)) if m else None
+        except ValueError:  # "random:." matches the pattern but is no number
+            p = None
         if p is None or not 0 < p < 1:
             raise TfvaeError(f"--mask must be top, bottom, left, right or random:P with 0 < P < 1, got {spec!r}")
         mask[:] = (np.random.default_rng(seed).random((h, w, 1)) < p).astype(np.float32)
+    if not mask.any():
+        raise TfvaeError(f"--mask {spec} leaves no pixel of a {h}×{w} image missing; there is nothing to inpaint "
+                         f"(use a larger P or another mask)")
     return mask
 
 

@@ -54,10 +54,10 @@ class OneLineErrors(click.Group):
             click.echo("error: interrupted", err=True)
             code = 130
         except Exception as exc:  # noqa: BLE001 (faults of the machine: one line, not a traceback)
-            message = fault_message(exc)
+            words = list(args if args is not None else sys.argv[1:])
+            message = fault_message(exc, [str(w) for w in words])
             if message is None or os.environ.get("TFVAE_DEBUG"):
                 raise
-            words = list(args if args is not None else sys.argv[1:])
             command = words[0] if words and words[0] in self.commands else None
             click.echo(f"error: {command + ': ' if command else ''}{message}", err=True)
             code = 1
@@ -73,22 +73,40 @@ def _program() -> str:
     return "python cli.py" if name == "cli.py" else name
 
 
-def fault_message(exc: BaseException):
+# Options that size a command's memory, named in an out-of-memory error when the user gave them.
+MEMORY_OPTIONS = ("--batch-size", "--mc-samples", "--train-iw-samples", "--iw-samples", "-k", "--chunk",
+                  "--image-size", "--hidden-units", "--conv-filters", "--group-dims", "--hvae-width", "--latent-dim",
+                  "--codebook-size", "--prior-width", "-n", "--samples", "--grid", "--steps")
+
+
+def out_of_memory(words=()) -> str:
+    """The one line for an allocation that failed: names the memory-sizing options the
+    command line gave (:data:`MEMORY_OPTIONS`), else the usual ones."""
+    given = [w.split("=", 1)[0] for w in words if w.split("=", 1)[0] in MEMORY_OPTIONS]
+    given = list(dict.fromkeys(given))
+    return (f"out of memory: lower {', '.join(given)}" if given else
+            "out of memory: try a smaller --batch-size, --chunk or -n")
+
+
+def fault_message(exc: BaseException, words=()):
     """One line for a fault of the machine (a full disk, a read-only or missing folder, no
     permission, out of memory, a file the OS cannot read), found anywhere in the
     exception's cause chain; None for anything else (a bug keeps its traceback).
-    TensorFlow's own I/O errors (``tf.errors.OpError``) count too."""
+    TensorFlow's own I/O errors (``tf.errors.OpError``) count too; its
+    ``ResourceExhaustedError`` (an allocation that failed) is reported as out of memory,
+    naming the options of ``words`` (the command line) that size memory."""
     seen = set()
     e = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, MemoryError):
-            return "out of memory; try a smaller --batch-size, --chunk or -n"
+        if isinstance(e, MemoryError) or (type(e).__module__.startswith("tensorflow")
+                                          and type(e).__name__ == "ResourceExhaustedError"):
+            return out_of_memory(words)
         if isinstance(e, OSError) and (e.strerror or e.errno):
             where = f" ({e.filename})" if e.filename else ""
             return f"cannot read or write a file: {e.strerror or os.strerror(e.errno)}{where}; nothing was overwritten"
         if type(e).__module__.startswith("tensorflow") and type(e).__name__ in (
-                "ResourceExhaustedError", "PermissionDeniedError", "NotFoundError", "UnknownError",
+                "PermissionDeniedError", "NotFoundError", "UnknownError",
                 "FailedPreconditionError", "DataLossError", "InternalError"):
             import re
 
@@ -242,8 +260,12 @@ def cli():
                    "(seeded by --split-seed).")
 @click.option("--split-seed", type=SEED, default=D_DATA.split_seed, show_default=True,
               help="Seed of the validation split (and of an image folder's held-out test files).")
-@click.option("--validation-size", type=click.IntRange(min=1), default=D_DATA.validation_size, show_default=True,
-              help="Images carved from the training split for validation.")
+@click.option("--validation-size", type=click.IntRange(min=1), default=None,
+              help="Images carved from the training split for validation. [default: the smaller of 5000 and a tenth "
+                   "of the training split; config.json records the number used]")
+@click.option("--max-image-pixels", type=click.IntRange(min=1), default=D_DATA.max_image_pixels, show_default=True,
+              help="--image-dir only: files whose header declares more pixels (H·W) are skipped and counted, before "
+                   "any decoding (a decompression bomb never reaches the decoder).")
 @click.option("--max-train-examples", type=COUNT, default=None, help="Train on the first N training images only.")
 @click.option("--model", type=FamilyChoice(), default=D_MODEL.model, show_default=True, help=_family_help())
 @click.option("--preset", default=None,
@@ -299,8 +321,9 @@ def cli():
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule, show_default=True,
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
 @click.option("--steps-per-execution", type=COUNT, default=D_TRAIN.steps_per_execution,
-              help=f"Optimizer steps per tf.function call (at most one epoch's steps; 1 with --strategy "
-                   f"multiworker). [default: {AUTO_STEPS_PER_EXECUTION}]")
+              help=f"Optimizer steps per tf.function call (lowered to the largest divisor of one epoch's steps "
+                   f"not above it, so an epoch is the same updates; 1 with --strategy multiworker). "
+                   f"[default: {AUTO_STEPS_PER_EXECUTION}]")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=D_TRAIN.precision, show_default=True,
               help="Training arithmetic of the hidden layers: float32, or mixed precision (mixed_bfloat16 on CPUs "
                    "with AVX512-BF16/AMX and GPUs of compute capability 8.0+; mixed_float16 on GPUs). Refused where "
@@ -323,6 +346,8 @@ def cli():
               help="tf.distribute strategy: one device; MirroredStrategy over local GPUs (or --devices); "
                    "MultiWorkerMirroredStrategy over the workers TF_CONFIG names (run the same command on each; "
                    "only the chief, worker 0, writes the run directory). --batch-size is the global batch.")
+@click.option("--worker-timeout", type=click.FloatRange(1, 86400), default=300, show_default=True,
+              help="--strategy multiworker: seconds to wait for the other workers TF_CONFIG names before giving up.")
 @click.option("--devices", default=None, help="Comma-separated devices for --strategy mirrored, e.g. /gpu:0,/gpu:1.")
 @click.option("--run-dir", type=click.Path(), default=None,
               help="Output folder; must not exist. [default: runs/<dataset>-<arch>-z<dim>-<time>]")
@@ -333,12 +358,13 @@ def cli():
                    "config.json; only --learning-rate (e.g. lower, after a divergence), --strategy, --devices "
                    "and --deterministic may be given with it.")
 def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_fraction, split_seed, binarization,
-          validation_size, max_train_examples, model, preset, arch,
+          validation_size, max_image_pixels, max_train_examples, model, preset, arch,
           latent_dim, likelihood, sigma, hidden_units, conv_filters, res_blocks, group_dims, hvae_width, codebook_size,
           commitment, codebook_decay, prior_width, prior_layers, prior_epochs, prior_learning_rate, prior,
           prior_components, objective,
           train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
-          mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, devices, run_dir,
+          mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, worker_timeout, devices,
+          run_dir,
           tensorboard, resume_dir):
     """Train a VAE and write a run directory (or continue one with --resume).
 
@@ -394,7 +420,7 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
         given = [p.opts[0] for p in ctx.command.params
                  if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
                  and p.name not in ("resume_dir", "learning_rate", "strategy", "devices", "deterministic",
-                                    "tensorboard")]
+                                    "tensorboard", "worker_timeout")]
         if given:
             raise TfvaeError(f"--resume continues the run with its own config.json; only --learning-rate, "
                              f"--strategy, --devices, --deterministic and --no-tensorboard may be given with it, "
@@ -410,7 +436,11 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
     if strategy == "multiworker":
         from tfvae.training.multiworker import cluster_from_env, multiworker_strategy, refuse_unsupported
 
+        from tfvae.training import multiworker
+
         cluster_from_env()  # a bad TF_CONFIG fails here, in one line
+        multiworker.WORKER_TIMEOUT = worker_timeout
+        multiworker.keep_stderr()
         if resume_dir is None:  # before this worker waits for the others
             refuse_unsupported(jit, steps_per_execution)
         start_workers = multiworker_strategy
@@ -453,8 +483,11 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
 @click.option("--strategy", type=click.Choice(["default", "multiworker"]), default="default", show_default=True,
               help="multiworker: split the test images over the workers TF_CONFIG names (run the same command on "
                    "each); the chief writes eval.json, equal to one machine's.")
+@click.option("--worker-timeout", type=click.FloatRange(1, 86400), default=300, show_default=True,
+              help="--strategy multiworker: seconds to wait for the other workers TF_CONFIG names before giving up.")
 @data_location_options
-def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, strategy, data_dir, idx_dir, image_dir):
+def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, strategy, worker_timeout, data_dir, idx_dir,
+             image_dir):
     """Evaluate RUN_DIR on the test split and write RUN_DIR/eval.json.
 
     Reports −ELBO, reconstruction and KL, the importance-weighted NLL with its standard
@@ -468,10 +501,12 @@ def evaluate(run_dir, iw_samples, max_examples, seed, checkpoint, chunk, strateg
     read_config(run_dir)  # "not a run" fails before TensorFlow starts
     start_workers = None
     if strategy == "multiworker":
-        from tfvae.training.multiworker import cluster_from_env, multiworker_strategy
+        from tfvae.training import multiworker
 
-        cluster_from_env()
-        start_workers = multiworker_strategy
+        multiworker.cluster_from_env()
+        multiworker.WORKER_TIMEOUT = worker_timeout
+        multiworker.keep_stderr()
+        start_workers = multiworker.multiworker_strategy
     _quiet_tensorflow(start_workers)
     from tfvae.evaluate import evaluate_run, format_report
 
@@ -721,6 +756,8 @@ def anomaly(run_dir, ood, corruption, iw_samples, max_examples, data_dir, out):
     """Flag unlikely inputs: AUROC / AUPRC of −ELBO (and NLL) scores, test split vs another set."""
     if (ood is None) == (corruption is None):
         raise TfvaeError("give exactly one of --ood DATASET or --corrupt noise|blank|invert")
+    if ood is not None and not ood.strip():
+        raise TfvaeError(f"--ood must name a TFDS dataset (e.g. fashion_mnist), got {ood!r}")
     _run_command_prelude(run_dir, BOUND_OF_CODES)
     from tfvae.anomaly import anomaly as run
 
@@ -779,8 +816,10 @@ def traverse(run_dir, dims, steps, limit, image, out):
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every draw (factors, batches, classifiers).")
 @click.option("--points", type=click.IntRange(100, 10 ** 7), default=10000, show_default=True,
               help="Points for MIG and DCI's training set (DCI's test set: half as many).")
-@click.option("--votes", type=click.IntRange(10, 10 ** 6), default=2000, show_default=True,
-              help="Training votes (FactorVAE score) and points (β-VAE score), of 64 images each; evaluation: half.")
+@click.option("--votes", type=click.IntRange(10, 10 ** 6), default=10000, show_default=True,
+              help="Training votes (FactorVAE score) and points (β-VAE score), of 64 images each; evaluation: half "
+                   "(10,000 and 5,000: disentanglement_lib's study). Dimensions with standard deviation under 0.05 "
+                   "are left out of the FactorVAE score.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 def disentanglement(run_dir, seed, points, votes, checkpoint):
     """MIG, DCI, FactorVAE score and β-VAE score of a run trained on --dataset dsprites.

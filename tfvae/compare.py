@@ -174,9 +174,8 @@ def compare_runs(run_dirs, out_dir, iw_samples: int = 1000, max_examples=None, n
             output files that exist (without ``force``); n_samples < 2.
     """
     from . import plots
-    from .data import load_dataset
     from .quality import get_classifier
-    from .rundir import read_config
+    from .rundir import read_config, run_dataset
 
     if not run_dirs:
         raise TfvaeError("compare needs at least one RUN_DIR")
@@ -199,7 +198,7 @@ def compare_runs(run_dirs, out_dir, iw_samples: int = 1000, max_examples=None, n
     data_cfg.max_train_examples = None  # the classifier learns from the whole training split
     if data_dir is not None:
         data_cfg.data_dir = data_dir
-    data = load_dataset(data_cfg, need_test=True)
+    data = run_dataset(run_dirs[0], configs[0])
     classifier = get_classifier(data, data_cfg.dataset, Path(run_dirs[0]).resolve().parent, say=say)
     rows, shown = [], []
     for run_dir in run_dirs:

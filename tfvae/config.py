@@ -64,7 +64,10 @@ class DataConfig:
             seen), ``static`` (threshold 0.5) or ``none`` (grey levels in [0, 1]).
             ``None`` resolves to ``dynamic`` for the Bernoulli likelihood and ``none``
             for the Gaussian one.
-        validation_size: images carved from the training split for validation.
+        validation_size: images carved from the training split for validation; None: the
+            smaller of 5,000 and a tenth of the training split (at least 1), so a folder of
+            a few hundred images trains with the default; a run's ``config.json`` records
+            the number used.
         split_seed: seed of the permutation that carves the validation split.
         binarization_seed: seed of the single Bernoulli draw that binarizes the
             validation and test images under ``dynamic`` binarization (held-out data
@@ -76,13 +79,16 @@ class DataConfig:
         channels: 1 or 3 (None: the files' own, filled in when training starts).
         test_fraction: share of each class of an image folder held out for testing
             (seeded by ``split_seed``) when it has no ``train/`` and ``test/`` folders.
+        max_image_pixels: an image folder's files declaring more pixels (H·W, read from the
+            file's header before any decoding) are skipped and counted, so a decompression
+            bomb (a small PNG declaring 20,000×20,000 pixels) never reaches the decoder.
     """
 
     dataset: str = "mnist"
     data_dir: Optional[str] = None
     idx_dir: Optional[str] = None
     binarization: Optional[str] = None
-    validation_size: int = 5000
+    validation_size: Optional[int] = None
     split_seed: int = 0
     binarization_seed: int = 0
     max_train_examples: Optional[int] = None
@@ -90,6 +96,7 @@ class DataConfig:
     image_size: Optional[list] = None
     channels: Optional[int] = None
     test_fraction: float = 0.1
+    max_image_pixels: int = 50_000_000
 
 
 @dataclass
@@ -186,8 +193,9 @@ class TrainConfig:
             over all epochs; Loshchilov & Hutter 2017 without restarts).
         steps_per_execution: optimizer steps per ``tf.function`` call (Keras
             ``steps_per_execution``): fewer Python round trips per epoch. None (auto):
-            :data:`AUTO_STEPS_PER_EXECUTION`, at most one epoch's steps, and 1 under
-            ``--strategy multiworker`` (whose loop runs one step per call); train writes
+            :data:`AUTO_STEPS_PER_EXECUTION`, and 1 under ``--strategy multiworker`` (whose
+            loop runs one step per call); lowered to the largest divisor of one epoch's
+            steps not above it (an epoch is the same updates for every value); train writes
             the value it used to ``config.json``.
         precision: ``float32``, or mixed precision for the hidden layers while training:
             ``mixed_bfloat16`` (CPUs with AVX512-BF16/AMX, TPUs, recent GPUs) or
@@ -308,8 +316,9 @@ class RunConfig:
             if m.group_dims is not None and len(m.group_dims) < 2:
                 raise TfvaeError(f"--group-dims: a hierarchical VAE needs at least 2 latent groups, got {m.group_dims!r}")
             if m.group_dims is not None and sum(m.group_dims) != m.latent_dim:
-                raise TfvaeError(f"--latent-dim of an hvae is the sum of --group-dims ({sum(m.group_dims)}), "
-                                 f"got {m.latent_dim}; leave --latent-dim out")
+                raise TfvaeError(f"--group-dims {','.join(map(str, m.group_dims))} sums to {sum(m.group_dims)}, but the "
+                                 f"latent size is {m.latent_dim}: an hvae's latent size is the sum of --group-dims; "
+                                 f"leave --latent-dim out")
         elif m.group_dims is not None:
             raise TfvaeError(f"--group-dims needs --model {' or '.join(registry.with_capability(latent_groups=True))}")
         if not m.scale_floor > 0:
@@ -318,8 +327,10 @@ class RunConfig:
             choice("binarization", d.binarization, BINARIZATIONS)
         if d.binarization in ("dynamic", "static") and m.likelihood == "gaussian":
             pass  # allowed: binary data under a Gaussian likelihood is odd but well defined
-        if isinstance(d.validation_size, bool) or not isinstance(d.validation_size, int) or d.validation_size < 0:
+        if d.validation_size is not None and (isinstance(d.validation_size, bool)
+                                              or not isinstance(d.validation_size, int) or d.validation_size < 0):
             raise TfvaeError(f"--validation-size must be a non-negative integer, got {d.validation_size!r}")
+        positive_int("max_image_pixels", d.max_image_pixels)
         if d.max_train_examples is not None:
             positive_int("max_train_examples", d.max_train_examples)
         if d.image_dir is not None and d.idx_dir is not None:
@@ -402,7 +413,7 @@ class RunConfig:
         checks = {
             "data": {"dataset": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
                      "data_dir": (opt_str, "a string or null"), "idx_dir": (opt_str, "a string or null"),
-                     "binarization": (opt_str, "a string or null"), "validation_size": (is_int, "an integer"),
+                     "binarization": (opt_str, "a string or null"), "validation_size": (lambda v: v is None or is_int(v), "an integer or null"),
                      "split_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
                      "binarization_seed": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
                      "max_train_examples": (lambda v: v is None or is_int(v), "an integer or null"),
@@ -515,6 +526,64 @@ class RunConfig:
         return cls.from_dict(raw, source=str(path))
 
 
+def estimate_training_bytes(cfg: "RunConfig") -> dict:
+    """A lower estimate of one training step's memory (bytes), by what sizes it.
+
+    float32 weights of the dense layers (encoder and decoder, input size H·W·C) counted
+    four times (weights, gradients and Adam's two moments), and one step's activations
+    (batch × samples × the layers' widths, or for convolutions H·W·filters at each halving),
+    counted three times (forward, backward, the likelihood's parameters). Deliberately low:
+    it only catches requests that cannot fit, before they crash the process.
+
+    Returns:
+        ``{"weights": bytes, "activations": bytes}``; empty when the image shape is unknown.
+    """
+    m, t = cfg.model, cfg.train
+    if not m.image_shape:
+        return {}
+    h, w, c = (int(v) for v in m.image_shape)
+    d = h * w * c
+    samples = t.train_iw_samples if t.objective == "iwae" else t.mc_samples
+    samples = max(1, int(samples or 1))
+    if m.arch in ("conv", "resnet"):
+        filters = list(m.conv_filters or DEFAULT_CONV_FILTERS)
+        cells = [math.ceil(h / 2 ** (i + 1)) * math.ceil(w / 2 ** (i + 1)) * f for i, f in enumerate(filters)]
+        dense = list(m.hidden_units or [])
+        flat = cells[-1] if cells else d
+        weights = sum(9 * a * b for a, b in zip([c] + filters, filters)) * 2 + flat * (dense[0] if dense else m.latent_dim) * 2
+        per_image = 2 * d + 2 * sum(cells) + 2 * sum(dense)
+    else:
+        widths = [d] + list(m.hidden_units or []) + [m.latent_dim]
+        weights = sum(a * b for a, b in zip(widths[:-1], widths[1:])) * 2
+        per_image = 2 * d + 2 * sum(widths[1:-1])
+    return {"weights": 4 * 4 * weights, "activations": 4 * 3 * t.batch_size * samples * per_image}
+
+
+def check_training_memory(cfg: "RunConfig") -> None:
+    """Refuse options that cannot fit in this machine's memory (:func:`estimate_training_bytes`),
+    naming them, instead of a crash or a killed process mid-run.
+
+    Raises:
+        TfvaeError: the estimate exceeds the physical memory.
+    """
+    need = estimate_training_bytes(cfg)
+    memory = _physical_memory()
+    if not need or not memory or sum(need.values()) <= memory:
+        return
+    m, t = cfg.model, cfg.train
+    sizing = ["--image-size" if cfg.data.image_dir else None,
+              "--conv-filters" if m.arch in ("conv", "resnet") else None, "--hidden-units"]
+    if need["activations"] >= need["weights"]:
+        samples = "--train-iw-samples" if t.objective == "iwae" else "--mc-samples"
+        many = (t.train_iw_samples if t.objective == "iwae" else t.mc_samples) or 1
+        sizing = ([samples, "--batch-size"] if many > 1 else ["--batch-size"]) + sizing
+    names = [n for n in sizing if n]
+    raise TfvaeError(f"{names[0]}: a training step of this model needs at least {sum(need.values()) / 2**30:.1f} GiB "
+                     f"(images {'×'.join(map(str, m.image_shape))}, --batch-size {t.batch_size}; weights "
+                     f"{need['weights'] / 2**30:.1f} GiB, activations {need['activations'] / 2**30:.1f} GiB) and this "
+                     f"machine has {memory / 2**30:.1f} GiB: lower {names[0]} (or {', '.join(names[1:])})")
+
+
 def _physical_memory() -> int:
     """This machine's memory in bytes (0 when the OS does not say)."""
     try:
@@ -536,12 +605,17 @@ def load_preset(name: str) -> dict:
     whose keys are field (= option) names.
 
     Raises:
-        TfvaeError: unknown name, or keys that are not options.
+        TfvaeError: unknown name, a file that is not a JSON object, or keys that are not options.
     """
     path = PRESET_DIR / f"{name}.json"
     if not path.is_file():
         raise TfvaeError(f"--preset must be one of {', '.join(preset_names())}, got {name!r}")
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(path.read_text(), parse_constant=_reject_constant)
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise TfvaeError(f"--preset {name}: {path} is not readable JSON ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(raw, dict):
+        raise TfvaeError(f"--preset {name}: {path} must hold a JSON object, got {type(raw).__name__}")
     raw.pop("description", None)
     RunConfig.from_dict(raw, source=str(path))  # unknown keys fail here
     return {k: v for k, v in raw.items() if k in ("data", "model", "train")}

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import gzip
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class ImageData:
 # ---------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------
-def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = False) -> ImageData:
+def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = False, test_files=None) -> ImageData:
     """Load ``cfg.dataset`` (or ``cfg.idx_dir``) and carve the validation split.
 
     Args:
@@ -80,6 +81,9 @@ def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = Fals
         need_test: raise if the dataset has no test split.
         announce: say on stderr how many files of an image folder are skipped (training
             does, once; the other commands read the same folder silently).
+        test_files: an image folder's test files as a run recorded them (paths relative to
+            the folder; :func:`tfvae.rundir.run_dataset` passes them), so a run is evaluated
+            on the images it was trained without even after files were added to the folder.
 
     Returns:
         :class:`ImageData` with uint8 images.
@@ -94,14 +98,16 @@ def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = Fals
         from .folder import FileImages, scan_folder
 
         scan = scan_folder(cfg.image_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.split_seed,
-                           say=None if announce else (lambda line: None))
+                           say=None if announce else (lambda line: None), max_pixels=cfg.max_image_pixels,
+                           test_files=test_files)
         shape = (*scan.image_size, scan.channels)
         train, train_labels = FileImages(scan.train_paths, shape), scan.train_labels
         test, test_labels = FileImages(scan.test_paths, shape), scan.test_labels
         class_names = scan.class_names
         source = {"layout": scan.layout, "fingerprint": scan.fingerprint, "image_size": scan.image_size,
                   "channels": scan.channels, "files": len(scan.train_paths) + len(scan.test_paths),
-                  "skipped_files": len(scan.skipped), "skipped_examples": [p for p, _ in scan.skipped[:5]]}
+                  "skipped_files": len(scan.skipped), "skipped_examples": [p for p, _ in scan.skipped[:5]],
+                  "test_files": [os.path.relpath(p, cfg.image_dir) for p in scan.test_paths]}
     elif cfg.idx_dir:
         train, train_labels, test, test_labels = load_idx_folder(cfg.idx_dir)
         class_names = [str(i) for i in range(int(train_labels.max()) + 1)] if train_labels is not None else []
@@ -119,11 +125,12 @@ def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = Fals
         if test is not None:
             test = as_uint8_images(test, cfg.dataset, "test")
     n = len(train)
-    if cfg.validation_size >= n:
-        raise TfvaeError(f"--validation-size {cfg.validation_size} must be smaller than the training split ({n} images)"
+    size = default_validation_size(n) if cfg.validation_size is None else cfg.validation_size
+    if size >= n:
+        raise TfvaeError(f"--validation-size {size} must be smaller than the training split ({n} images)"
                          + ("; lower it for a small image folder" if source else ""))
     perm = np.random.default_rng(cfg.split_seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[: cfg.validation_size]), np.sort(perm[cfg.validation_size:])
+    val_idx, train_idx = np.sort(perm[:size]), np.sort(perm[size:])
     if cfg.max_train_examples is not None:
         train_idx = train_idx[: cfg.max_train_examples]
 
@@ -141,6 +148,12 @@ def load_dataset(cfg: DataConfig, need_test: bool = False, announce: bool = Fals
         class_names=class_names,
         source=source,
     )
+
+
+def default_validation_size(n_train: int) -> int:
+    """``--validation-size``'s default for a training split of ``n_train`` images: the smaller
+    of 5,000 and a tenth of it, at least 1 (MNIST's 60,000: 5,000; a folder of 1,200: 120)."""
+    return max(1, min(5000, n_train // 10))
 
 
 def as_uint8_images(images: np.ndarray, dataset: str, split: str) -> np.ndarray:
@@ -291,7 +304,7 @@ def read_idx(path) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise TfvaeError(f"--idx-dir: {path} has a truncated header")
     dims = struct.unpack(">" + "I" * ndim, raw[4:header])
-    expected = int(np.prod(dims))
+    expected = math.prod(dims)  # Python integers: a header whose product overflows int64 is still compared exactly
     if len(raw) - header != expected:
         raise TfvaeError(
             f"--idx-dir: {path} holds {len(raw) - header} bytes of data, its header {list(dims)} says {expected}"
@@ -307,8 +320,9 @@ def load_idx_folder(folder):
         the test pair is (None, None) when both t10k files are absent.
 
     Raises:
-        TfvaeError: the folder or a training file is missing, a file is malformed, or
-            images and labels disagree in count.
+        TfvaeError: the folder or a training file is missing, a file is malformed, images
+            and labels disagree in count, or the test images' size differs from the training
+            images' (checked here, before any training).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -335,6 +349,9 @@ def load_idx_folder(folder):
 
     train, train_labels = pair("train_images", "train_labels")
     test, test_labels = pair("test_images", "test_labels")
+    if test is not None and test.shape[1:] != train.shape[1:]:
+        raise TfvaeError(f"--idx-dir: {paths['test_images'].name} holds {test.shape[1]}×{test.shape[2]} images, "
+                         f"{paths['train_images'].name} {train.shape[1]}×{train.shape[2]}; both splits need one size")
     return train, train_labels, test, test_labels
 
 

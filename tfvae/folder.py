@@ -108,8 +108,8 @@ class FolderScan:
         class_names: one per label.
         image_size: [H, W] used; channels: 1 or 3.
         skipped: files that did not decode, as (path, reason).
-        fingerprint: SHA-256 of the relative paths of all kept files (a changed folder
-            changes it).
+        fingerprint: :func:`folder_fingerprint` of all kept files (paths, sizes and
+            modification times: a file added, removed or rewritten changes it).
         layout: ``train/test folders`` or ``held-out fraction``.
     """
 
@@ -123,6 +123,24 @@ class FolderScan:
     skipped: list
     fingerprint: str
     layout: str
+
+
+def header_pixels(path) -> int:
+    """H·W as the file's header declares it, read with Pillow without decoding any pixel
+    (0 when Pillow cannot read the header; TensorFlow's decoder then decides)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+        return int(w) * int(h)
+    except Image.DecompressionBombError as exc:  # Pillow's own limit (over 2·89 M pixels): read the size it names
+        import re
+
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        return int(found.group(1)) if found else 1 << 62
+    except Exception:  # noqa: BLE001 (any unreadable header: TensorFlow's decoder judges the file)
+        return 0
 
 
 def probe_shapes(paths: List[str]) -> np.ndarray:
@@ -149,7 +167,7 @@ def probe_shapes(paths: List[str]) -> np.ndarray:
 
 
 def scan_folder(folder, image_size=None, channels=None, test_fraction: float = 0.1, split_seed: int = 0,
-                option: str = "--image-dir", say=None) -> FolderScan:
+                option: str = "--image-dir", say=None, max_pixels: int = 50_000_000, test_files=None) -> FolderScan:
     """List, check and split an image folder (see the module docstring).
 
     Args:
@@ -160,6 +178,13 @@ def scan_folder(folder, image_size=None, channels=None, test_fraction: float = 0
             ``train/`` and ``test/`` sub-folders (at least one file per class).
         split_seed: seed of that held-out choice (numpy ``default_rng``).
         say: where the skipped-files line goes (default: stderr).
+        max_pixels: files whose header declares more than this many pixels (H·W) are skipped
+            and counted before any decoding (:func:`header_pixels`): a decompression bomb
+            costs a header read, never its decoded size in memory.
+        test_files: the test split as a run recorded it (paths relative to ``folder``): these
+            files are the test split and every other kept file is training data, whatever
+            the held-out choice would now pick (files added since the run started never
+            enter its test split, and no test file becomes a training file).
 
     Raises:
         TfvaeError: naming the folder, file or option: not a folder; no image files; no
@@ -193,17 +218,21 @@ def scan_folder(folder, image_size=None, channels=None, test_fraction: float = 0
     if not all_paths:
         raise TfvaeError(f"{option}: {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
 
-    shapes = probe_shapes(all_paths)
+    declared = np.asarray([header_pixels(p) for p in all_paths], np.int64)
+    small = declared <= max_pixels
+    shapes = np.full((len(all_paths), 3), -1, np.int64)
+    shapes[small] = probe_shapes([p for p, k in zip(all_paths, small) if k])
     ok = shapes[:, 0] > 0
-    skipped = [(str(p), "does not decode as an image (not an image, or truncated)")
-               for p, good in zip(all_paths, ok) if not good]
+    skipped = [(str(p), "does not decode as an image (not an image, or truncated)" if k else
+                f"declares {n} pixels, over --max-image-pixels {max_pixels}")
+               for p, good, k, n in zip(all_paths, ok, small, declared) if not good]
     if not ok.any():
         raise TfvaeError(f"{option}: none of the {len(all_paths)} image files in {folder} decodes "
-                         f"(first: {all_paths[0]})")
+                         f"(first: {skipped[0][0]}: {skipped[0][1]})")
     if skipped:
         (say or (lambda s: print(s, file=sys.stderr)))(
-            f"{option}: skipping {len(skipped)} of {len(all_paths)} files that do not decode "
-            f"(first: {skipped[0][0]}); the run's config.json records the count (meta.image_folder)")
+            f"{option}: skipping {len(skipped)} of {len(all_paths)} files that do not decode or are too large "
+            f"(first: {skipped[0][0]}: {skipped[0][1]}); the run's config.json records the count (meta.image_folder)")
     n_train = len(train_paths)
     keep_train, keep_test = ok[:n_train], ok[n_train:]
     train_shapes = shapes[:n_train][keep_train]
@@ -228,14 +257,44 @@ def scan_folder(folder, image_size=None, channels=None, test_fraction: float = 0
         size = list(max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0])
 
     layout = "train/test folders"
-    if not split_dirs:
+    if test_files is not None:
+        layout = "train/test folders" if split_dirs else "held-out fraction"
+        train_paths, train_labels, test_paths, test_labels = _recorded_split(
+            train_paths, train_labels, test_paths, test_labels, test_files, folder, option)
+    elif not split_dirs:
         layout = "held-out fraction"
         train_paths, train_labels, test_paths, test_labels = _hold_out(
             train_paths, train_labels, names, test_fraction, split_seed, folder, option)
-    rel = sorted(os.path.relpath(p, folder) for p in train_paths + test_paths)
-    fingerprint = hashlib.sha256("\n".join(rel).encode()).hexdigest()
+    fingerprint = folder_fingerprint(folder, train_paths + test_paths)
     return FolderScan(train_paths, train_labels, test_paths, test_labels, names, [int(s) for s in size],
                       int(channels), skipped, fingerprint, layout)
+
+
+def folder_fingerprint(folder, paths) -> str:
+    """SHA-256 over the kept files' relative paths, sizes and modification times (ns): a file
+    added, removed, renamed or rewritten (new pixels) changes it."""
+    lines = []
+    for p in sorted(paths, key=lambda p: os.path.relpath(p, folder)):
+        st = os.stat(p)
+        lines.append(f"{os.path.relpath(p, folder)}\t{st.st_size}\t{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _recorded_split(train_paths, train_labels, test_paths, test_labels, test_files, folder, option):
+    """Split the kept files as the run recorded: ``test_files`` (relative) are the test split."""
+    paths = list(train_paths) + list(test_paths)
+    labels = None if train_labels is None else np.concatenate(
+        [train_labels, np.zeros(0, np.int64) if test_labels is None else test_labels])
+    where = {os.path.relpath(p, folder): i for i, p in enumerate(paths)}
+    missing = [f for f in test_files if f not in where]
+    if missing:
+        raise TfvaeError(f"{option}: {folder} no longer holds {len(missing)} of the run's {len(test_files)} test "
+                         f"files (first: {missing[0]}); the run's test split cannot be rebuilt")
+    is_test = np.zeros(len(paths), bool)
+    is_test[[where[f] for f in test_files]] = True
+    take = lambda mask: [p for p, m in zip(paths, mask) if m]  # noqa: E731
+    return (take(~is_test), None if labels is None else labels[~is_test],
+            take(is_test), None if labels is None else labels[is_test])
 
 
 def _hold_out(paths, labels, names, fraction, seed, folder, option):

@@ -15,11 +15,11 @@ import tensorflow as tf
 
 from . import plots
 from .config import atomic_write_text, json_text
-from .data import binarize_fixed, load_dataset
+from .data import binarize_fixed
 from .errors import TfvaeError
 from .models import registry
 from .codes import posterior_means, posterior_parameters
-from .rundir import load_model
+from .rundir import load_model, run_dataset
 
 
 def test_split(run_dir, checkpoint="best"):
@@ -29,7 +29,7 @@ def test_split(run_dir, checkpoint="best"):
         TfvaeError: not a run, or the dataset has no test split.
     """
     model, cfg = load_model(run_dir, checkpoint)
-    data = load_dataset(cfg.data, need_test=True)
+    data = run_dataset(run_dir, cfg)
     images = binarize_fixed(data.test, cfg.data.binarization, cfg.data.binarization_seed)
     return model, cfg, data, images
 
@@ -202,7 +202,7 @@ def classify(run_dir, label_counts=(100, 1000, "all"), seeds: int = 5, out=None,
 
     folder = output_folder(run_dir, out)
     model, cfg = load_model(run_dir, checkpoint)
-    data = load_dataset(cfg.data, need_test=True)
+    data = run_dataset(run_dir, cfg)
     if data.train_labels is None or data.test_labels is None:
         raise TfvaeError(f"dataset {cfg.data.dataset!r} has no labels to classify")
     n_train = len(data.train)

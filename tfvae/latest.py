@@ -17,11 +17,17 @@ def latest_run(root=RUNS) -> Path:
     (written when training ends) is newest; unfinished runs are skipped.
 
     Raises:
-        TfvaeError: no finished run under ``root`` (names the command that makes one).
+        TfvaeError: no finished run under ``root``: names the newest interrupted run (a
+            ``config.json`` without ``summary.json``) and the two ways on, or the command
+            that makes a run.
     """
     root = Path(root)
-    finished = [p for p in (root.iterdir() if root.is_dir() else []) if (p / "summary.json").is_file()
-                and (p / "config.json").is_file()]
+    runs = [p for p in (root.iterdir() if root.is_dir() else []) if (p / "config.json").is_file()]
+    finished = [p for p in runs if (p / "summary.json").is_file()]
+    if not finished and runs:
+        newest = max(runs, key=lambda p: ((p / "config.json").stat().st_mtime, p.name))
+        raise TfvaeError(f"no finished run under {root}/; {newest} was interrupted before it finished: finish it with "
+                         f"python cli.py train --resume {newest}, or use it as it is by passing it as RUN_DIR")
     if not finished:
         raise TfvaeError(f"no finished run under {root}/; train one with: python cli.py train --dataset mnist "
                          f"(or name a RUN_DIR)")

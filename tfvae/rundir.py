@@ -7,6 +7,8 @@
       metrics.csv                  one row per epoch (train and val_ metrics, seconds)
       summary.json                 timings of the training run
       eval.json                    written by ``evaluate`` (protocol + metrics)
+      checkpoints/model_config.json  the model section the checkpoints were trained with
+      test_files.json              an image folder's test split (paths relative to the folder)
       figures/                     reconstructions.png, samples.png, loss.png
 
 Everything downstream of training (evaluate, sample, export) reads this folder, never
@@ -68,6 +70,73 @@ def read_config(run_dir) -> RunConfig:
     return cfg
 
 
+TRAINED_MODEL = "checkpoints/model_config.json"
+TEST_FILES = "test_files.json"
+
+
+def record_trained_config(run_dir, cfg: RunConfig, test_files=None) -> None:
+    """Write what later commands check against a run's ``config.json``: the model section
+    the checkpoints are trained with (:data:`TRAINED_MODEL`), and an image folder's test
+    split (:data:`TEST_FILES`, relative paths), both atomically."""
+    import dataclasses
+
+    from .config import atomic_write_text, json_text
+
+    atomic_write_text(Path(run_dir) / TRAINED_MODEL, json_text(dataclasses.asdict(cfg.model), sort_keys=True))
+    if test_files is not None:
+        atomic_write_text(Path(run_dir) / TEST_FILES, json_text({"image_dir": cfg.data.image_dir,
+                                                                 "test_files": list(test_files)}))
+
+
+def check_trained_config(run_dir, cfg: RunConfig) -> None:
+    """Refuse a ``config.json`` whose model section was edited after training.
+
+    Raises:
+        TfvaeError: names the first field whose value differs from the one the checkpoints
+            were trained with (runs older than this record are not checked).
+    """
+    import dataclasses
+    import json
+
+    path = Path(run_dir) / TRAINED_MODEL
+    try:
+        trained = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, RecursionError):
+        raise TfvaeError(f"{path} is damaged (not readable JSON)") from None
+    now = dataclasses.asdict(cfg.model)
+    for key in sorted(set(now) | set(trained if isinstance(trained, dict) else {})):
+        if not isinstance(trained, dict) or now.get(key) != trained.get(key):
+            was = trained.get(key) if isinstance(trained, dict) else None
+            raise TfvaeError(f"{Path(run_dir) / CONFIG}: model.{key} is {now.get(key)!r}, but the checkpoints were "
+                             f"trained with {was!r}; config.json was edited after training (restore {key})")
+
+
+def run_dataset(run_dir, cfg: RunConfig, need_test: bool = True):
+    """The run's data (:func:`tfvae.data.load_dataset`), with an image folder's test split
+    as the run recorded it (:data:`TEST_FILES`), so later commands evaluate on the images
+    the run was trained without even after files were added to the folder.
+
+    Raises:
+        TfvaeError: as :func:`tfvae.data.load_dataset`; the recorded file is damaged, or the
+            folder no longer holds a recorded test file.
+    """
+    import json
+
+    from .data import load_dataset
+
+    test_files = None
+    path = Path(run_dir) / TEST_FILES
+    if cfg.data.image_dir and path.is_file():
+        try:
+            record = json.loads(path.read_text())
+            test_files = [str(f) for f in record["test_files"]]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError):
+            raise TfvaeError(f"{path} is damaged (expected {{\"test_files\": [relative paths]}})") from None
+    return load_dataset(cfg.data, need_test=need_test, test_files=test_files)
+
+
 def load_model(run_dir, which: str = "best"):
     """Rebuild the VAE from ``config.json`` and load a checkpoint.
 
@@ -80,9 +149,11 @@ def load_model(run_dir, which: str = "best"):
         what a closed-form family's ``load`` returns (``pca``: :class:`tfvae.models.pca.PPCA`).
 
     Raises:
-        TfvaeError: missing config or checkpoint, or weights that do not fit the config.
+        TfvaeError: missing config or checkpoint, a model section edited after training
+            (:func:`check_trained_config`), or weights that do not fit the config.
     """
     cfg = read_config(run_dir)
+    check_trained_config(run_dir, cfg)
     family = registry.of(cfg)
     if not family.keras:
         return family.resolve("load")(run_dir, cfg), cfg

@@ -41,8 +41,9 @@ def cluster_from_env() -> dict:
     """``TF_CONFIG`` parsed and checked: ``{"workers": N, "task_type": ..., "task_index": i}``.
 
     Raises:
-        TfvaeError: TF_CONFIG missing, not JSON, without ``cluster.worker`` addresses, or
-            with a ``task`` that is not one of them.
+        TfvaeError: TF_CONFIG not JSON, without ``cluster.worker`` addresses (a list of
+            ``host:port`` strings), a ``cluster.chief`` that is not such a list, or a ``task``
+            that is not an object naming one of the workers.
     """
     text = os.environ.get("TF_CONFIG")
     if not text:
@@ -57,13 +58,87 @@ def cluster_from_env() -> dict:
     if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
         raise TfvaeError("TF_CONFIG: cluster.worker must be a list of \"host:port\" addresses")
     chiefs = cluster.get("chief", [])
+    if not isinstance(chiefs, list) or not all(isinstance(w, str) and ":" in w for w in chiefs):
+        raise TfvaeError("TF_CONFIG: cluster.chief must be a list of \"host:port\" addresses")
     task = config.get("task", {})
+    if not isinstance(task, dict):
+        raise TfvaeError(f"TF_CONFIG: task must be an object {{\"type\": \"worker\", \"index\": i}}, got "
+                         f"{json.dumps(task)[:80]}")
     kind, index = task.get("type"), task.get("index")
     size = {"worker": len(workers), "chief": len(chiefs) if isinstance(chiefs, list) else 0}
     if kind not in size or isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size[kind]:
         raise TfvaeError(f"TF_CONFIG: task {task!r} is not one of the cluster's workers "
                          f"(type 'worker', index 0 ... {len(workers) - 1})")
-    return {"workers": len(workers) + size["chief"], "task_type": kind, "task_index": index}
+    return {"workers": len(workers) + size["chief"], "task_type": kind, "task_index": index,
+            "addresses": list(chiefs) + list(workers), "own": (chiefs if kind == "chief" else workers)[index]}
+
+
+WORKER_TIMEOUT = 300.0  # seconds a worker waits for its peers (train/evaluate --worker-timeout)
+
+
+def check_own_port(cluster: dict) -> None:
+    """Refuse an address of this worker's that another process already listens on.
+
+    Raises:
+        TfvaeError: names the address and says it is in use.
+    """
+    import socket
+
+    host, _, port = cluster["own"].rpartition(":")
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise TfvaeError(f"TF_CONFIG: this worker's address {cluster['own']!r} has no port in 1..65535")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a port in TIME_WAIT is free
+        try:
+            sock.bind((host.strip("[]") or "127.0.0.1", int(port)))
+        except OSError as exc:
+            raise TfvaeError(f"TF_CONFIG: this worker's address {cluster['own']} is busy: another process listens "
+                             f"on port {port} ({exc.strerror}); pick a free port") from None
+
+
+def fingerprint_fields(cfg, data) -> dict:
+    """What every worker of a run must agree on: the data, model and training options
+    (paths left out: each machine may keep the data elsewhere) and facts of the data it
+    loaded (split sizes, image shape, a hash of the first training images)."""
+    import dataclasses
+    import hashlib
+
+    out = {}
+    for section in ("data", "model", "train"):
+        for key, value in dataclasses.asdict(getattr(cfg, section)).items():
+            if key not in ("data_dir", "idx_dir", "image_dir"):
+                out[f"{section}.{key}"] = value
+    first = np.asarray(data.train[:16])
+    out.update({"data: training images": len(data.train), "data: validation images": len(data.validation),
+                "data: image shape": list(data.image_shape),
+                "data: the first training images": hashlib.sha256(first.tobytes()).hexdigest()})
+    return out
+
+
+def check_workers_agree(strategy, cfg, data) -> None:
+    """Every worker hashes each field of :func:`fingerprint_fields` to a 20-bit integer h;
+    one all-reduce sums h and h² over the workers, and a field whose sum of squares is not
+    n·mean² differs between workers (every worker sees the same sums, so all stop together).
+
+    Raises:
+        TfvaeError: names the first option (or data fact) that differs between workers.
+    """
+    import hashlib
+
+    fields = fingerprint_fields(cfg, data)
+    names = sorted(fields)
+    h = np.asarray([int(hashlib.sha256(json.dumps(fields[k], sort_keys=True, default=str).encode()).hexdigest()[:5], 16)
+                    for k in names], np.float64)
+    n = cluster_from_env()["workers"]
+    total = sum_over_workers(strategy, np.concatenate([h, h * h]))
+    sums, squares = total[:len(names)], total[len(names):]
+    differ = [k for k, s, q in zip(names, sums, squares) if abs(q * n - s * s) > 0.5]
+    if differ:
+        key = differ[0]
+        option = "--" + key.split(".", 1)[1].replace("_", "-") if not key.startswith("data:") else key
+        raise TfvaeError(f"--strategy multiworker: the workers disagree on {option} (this worker: {fields[key]!r}"
+                         f"{f'; {len(differ) - 1} more field(s) differ' if len(differ) > 1 else ''}); start every "
+                         f"worker with the same options and data")
 
 
 def local_tf_configs(n: int) -> list:
@@ -88,19 +163,71 @@ def multiworker_strategy():
     It must be created before TensorFlow runs its first operation (it configures the
     collective ops); ``cli.py`` does so for ``--strategy multiworker``.
 
+    Before it starts, this worker's own address must be free (:func:`check_own_port`);
+    its start (a barrier over all workers) waits for the others at most
+    :data:`WORKER_TIMEOUT` seconds, saying on stderr what it waits for.
+
     Raises:
-        TfvaeError: a bad ``TF_CONFIG``, or TensorFlow already initialised.
+        TfvaeError: a bad ``TF_CONFIG``, a busy address, peers that never came, or
+            TensorFlow already initialised.
     """
     global _STRATEGY
     if _STRATEGY is None:
-        cluster_from_env()
+        cluster = cluster_from_env()
+        if cluster["workers"] > 1:
+            check_own_port(cluster)
+        import subprocess
+        import sys
+
         import tensorflow as tf
 
+        others = [a for a in cluster["addresses"] if a != cluster["own"]]
+        stderr = STDERR_FD if STDERR_FD is not None else sys.stderr.fileno()
+        watchdog = None
+        if others:
+            os.write(stderr, (f"waiting for {len(others)} other worker(s) ({', '.join(others[:4])}"
+                              f"{', ...' if len(others) > 4 else ''}), at most {WORKER_TIMEOUT:g} s "
+                              f"(--worker-timeout)\n").encode())
+            # The strategy's start waits for every worker, without bound, inside TensorFlow's C++ and
+            # holding Python's lock (no thread or signal handler of this process runs meanwhile): a
+            # watchdog process ends this one with one line after WORKER_TIMEOUT. Nothing has been
+            # written yet (the run folder is made after the workers agree, check_workers_agree).
+            message = (f"error: --strategy multiworker: {len(others)} other worker(s) ({', '.join(others[:4])}) "
+                       f"did not come within --worker-timeout {WORKER_TIMEOUT:g} s; start the same command on each "
+                       f"of them\n")
+            watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(WORKER_TIMEOUT),
+                                         message], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             _STRATEGY = tf.distribute.MultiWorkerMirroredStrategy()
         except (RuntimeError, ValueError) as exc:
             raise TfvaeError(f"--strategy multiworker: could not start ({' '.join(str(exc).split())[:200]})") from None
+        finally:
+            if watchdog is not None:
+                watchdog.stdin.close()  # the watchdog sees end-of-file and exits
+                watchdog.wait(timeout=30)
     return _STRATEGY
+
+
+STDERR_FD = None  # a copy of the terminal's stderr, kept before TensorFlow's start silences fd 2 (keep_stderr)
+
+
+def keep_stderr() -> None:
+    """Keep a copy of file descriptor 2 for the waiting line and the watchdog's error,
+    which are written while TensorFlow's start-up has fd 2 pointed at /dev/null."""
+    global STDERR_FD
+    if STDERR_FD is None:
+        STDERR_FD = os.dup(2)
+
+
+_WATCHDOG = """
+import os, select, signal, sys
+pid, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ready, _, _ = select.select([sys.stdin], [], [], timeout)
+if not ready:
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    os.kill(pid, signal.SIGKILL)
+"""
 
 
 def is_chief(strategy) -> bool:

@@ -23,13 +23,13 @@ import keras
 import tensorflow as tf
 
 from .. import __version__
-from ..config import AUTO_STEPS_PER_EXECUTION, RunConfig, _reject_constant, atomic_write_text
+from ..config import AUTO_STEPS_PER_EXECUTION, RunConfig, check_training_memory, _reject_constant, atomic_write_text
 from ..data import load_dataset
 from ..errors import TfvaeError
 from ..hardware import check_precision
 from ..locks import folder_lock
 from ..models import registry
-from ..rundir import new_run_dir, read_config
+from ..rundir import check_trained_config, record_trained_config, new_run_dir, read_config
 
 
 def _git_commit():
@@ -202,11 +202,15 @@ def _truncate_metrics(path: Path, epochs: int, monitor: str = "val_neg_elbo") ->
 
 
 def resolve_speed(t, steps_per_epoch: int, multi: bool) -> None:
-    """Fill in ``steps_per_execution`` left as None (auto) in the TrainConfig ``t``:
-    :data:`tfvae.config.AUTO_STEPS_PER_EXECUTION`, at most ``steps_per_epoch``; 1 under
-    the multi-worker loop. The value is then recorded in ``config.json``."""
-    if t.steps_per_execution is None:
-        t.steps_per_execution = 1 if multi else max(1, min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch))
+    """Fill in ``steps_per_execution`` in the TrainConfig ``t``: None (auto) is
+    :data:`tfvae.config.AUTO_STEPS_PER_EXECUTION`, 1 under the multi-worker loop; the value
+    is then lowered to the largest divisor of ``steps_per_epoch`` not above it, because
+    Keras runs whole calls of N steps and an epoch of 8 steps would otherwise take 9
+    updates with N = 3 (or 70 with N = 70): an epoch is the same updates for every N.
+    ``config.json`` records the value used."""
+    wanted = (1 if multi else AUTO_STEPS_PER_EXECUTION) if t.steps_per_execution is None else t.steps_per_execution
+    wanted = max(1, min(int(wanted), steps_per_epoch))
+    t.steps_per_execution = max(d for d in range(1, wanted + 1) if steps_per_epoch % d == 0)
 
 
 
@@ -258,7 +262,7 @@ def open_run(cfg: RunConfig, run_dir, command_line, resume: bool, strategy: str,
         run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
         if run_dir.exists() and chief:  # checked before the data loads, and again when it is created
             raise TfvaeError(f"--run-dir {run_dir} already exists; choose a new --run-dir (runs are never overwritten)")
-    if cfg.data.validation_size == 0:
+    if cfg.data.validation_size == 0:  # None: the default, min(5000, a tenth of the training split)
         raise TfvaeError("--validation-size must be at least 1 (validation −ELBO picks the best checkpoint)")
     if distribution is None:
         distribution = make_strategy(strategy, devices)
@@ -272,6 +276,10 @@ def open_run(cfg: RunConfig, run_dir, command_line, resume: bool, strategy: str,
         tf.config.experimental.enable_op_determinism()
 
     data = load_dataset(cfg.data, announce=chief and not resume)
+    if multi:  # one all-reduce: workers started with different options stop here, before any folder is made
+        from .multiworker import check_workers_agree
+
+        check_workers_agree(distribution, cfg, data)
     family = registry.of(cfg)
     if family.conditional and not resume:
         if data.train_labels is None or not data.class_names:
@@ -284,6 +292,7 @@ def open_run(cfg: RunConfig, run_dir, command_line, resume: bool, strategy: str,
     start_epoch = 0
     if not resume:
         _record_facts(cfg, data, deterministic, strategy, command_line)
+        check_training_memory(cfg)  # before the model is built and before the run folder is made
         resolve_speed(t, math.ceil(len(data.train) / t.batch_size), multi)
         if chief:
             run_dir = new_run_dir(run_dir)
@@ -291,6 +300,7 @@ def open_run(cfg: RunConfig, run_dir, command_line, resume: bool, strategy: str,
                 created.append(run_dir)
             locks.enter_context(folder_lock(run_dir, "train"))
             cfg.save(run_dir / "config.json")
+            record_trained_config(run_dir, cfg, data.source.get("test_files"))
     else:
         if list(data.image_shape) != list(cfg.model.image_shape):
             raise TfvaeError(f"--resume {run_dir}: the data now has shape {data.image_shape}, "
@@ -310,6 +320,7 @@ def _check_resume(run_dir: Path, cfg: RunConfig, resume_learning_rate, locks) ->
     if (run_dir / "summary.json").is_file():
         raise TfvaeError(f"--resume {run_dir}: the run already finished all {cfg.train.epochs} epochs")
     check_resumable(run_dir, cfg)
+    check_trained_config(run_dir, cfg)
     if resume_learning_rate is not None and cfg.train.lr_schedule != "constant":
         raise TfvaeError(f"--learning-rate cannot be changed on resume with --lr-schedule {cfg.train.lr_schedule}")
     if resume_learning_rate is not None and resume_learning_rate != cfg.train.learning_rate:
@@ -323,6 +334,9 @@ def _check_resume(run_dir: Path, cfg: RunConfig, resume_learning_rate, locks) ->
 def _record_facts(cfg: RunConfig, data, deterministic: bool, strategy: str, command_line) -> None:
     """Fill in what a new run's ``config.json`` records about its data and machine."""
     cfg.model.image_shape = list(data.image_shape)
+    if cfg.data.validation_size is None:  # the default: record the number it gave for this training split
+        cfg.data.validation_size = int(len(data.validation))
+        cfg.meta["validation_size_rule"] = "default: min(5000, a tenth of the training split)"
     if data.source:  # an image folder: fix what was inferred, so every later command reads the same
         cfg.data.image_size = list(data.source["image_size"])
         cfg.data.channels = int(data.source["channels"])
