@@ -5,9 +5,10 @@ training budget; the four disentanglement metrics and the reconstruction term of
     python bench/disentanglement_table.py            # trains what is missing under runs/disentanglement
 
 Trains each through the CLI (resuming a run that did not finish, skipping one that did),
-runs ``python cli.py disentanglement`` on it with the default protocol (seed 0; MIG and DCI
-on 10,000 points, DCI tested on 5,000; FactorVAE and β-VAE scores on 2,000 training and
-1,000 evaluation votes of 64 images), copies each ``disentanglement.json`` and traversal
+runs ``python cli.py disentanglement`` on it with the default protocol, disentanglement_lib's
+study's (seed 0; MIG and DCI on 10,000 points, DCI tested on 5,000; FactorVAE and β-VAE
+scores on 10,000 training and 5,000 evaluation votes of 64 images; the FactorVAE score
+leaves out dimensions with standard deviation under 0.05), copies each ``disentanglement.json`` and traversal
 figure into ``bench/results/disentanglement/`` and writes
 ``bench/results/disentanglement_table.json`` with the training budget (epochs, images,
 optimizer steps, minutes) of every row.

@@ -235,7 +235,7 @@ def test_cli_compare(family_runs, tmp_path):
     assert len(rows) == 5  # the autoencoder has two sampling rows
     pca_row, vae_row = rows[0], rows[3]
     assert pca_row["model"] == "pca" and pca_row["nll"] == ""
-    assert float(vae_row["nll"]) <= float(vae_row["neg_elbo"]) + 1.0 and vae_row["iw_samples"] == "5"
+    assert float(vae_row["nll"]) < float(vae_row["neg_elbo"]) and vae_row["iw_samples"] == "5"
     assert (out / "compare.png").stat().st_size > 0 and "fd_classifier" in (out / "compare.md").read_text()
     # Nothing is overwritten without --force.
     again = run_cli("compare", runs[0], "--out", out, "--samples", 10)

@@ -3,6 +3,7 @@ each group, the importance-weighted bound, and the decoder as a function of the 
 
 import keras
 import numpy as np
+from scipy.stats import norm
 import pytest
 import tensorflow as tf
 
@@ -34,13 +35,15 @@ def softplus(x):
     return np.logaddexp(0.0, x)
 
 
-def hand_loss(model, x, eps):
+def hand_loss(model, x, eps, with_densities=False):
     """The ELBO's two terms for an mlp-trunk 2-group model, from the layers' weights in
-    numpy float64: reconstruction −log p(x|z) and each group's Gaussian KL (closed form)."""
+    numpy float64: reconstruction −log p(x|z) and each group's Gaussian KL (closed form);
+    with ``with_densities`` also each group's log p(z_l|z_<l) and log q(z_l|x, z_<l) at the
+    sampled z (scipy's normal log-density), [L, B] each."""
     cells, floor = model.cells, model.config.scale_floor
     feats = [f.numpy().astype(np.float64) for f in model.bottom_up(x)]
     h = np.broadcast_to(cells.h0.value.numpy().astype(np.float64), (len(x), cells.width))
-    kls = []
+    kls, log_p, log_q = [], [], []
     for i, (lo, hi) in enumerate(group_slices(model.group_dims)):
         d = hi - lo
         if i == 0:
@@ -51,6 +54,8 @@ def hand_loss(model, x, eps):
         out = dense(cells.posterior[i], np.concatenate([h, feats[i]], -1))
         q_loc, q_scale = p_loc + out[:, :d], p_scale * (softplus(out[:, d:]) + floor)
         z = q_loc + q_scale * eps[:, lo:hi]
+        log_p.append(norm.logpdf(z, p_loc, p_scale).sum(axis=1))  # log p(z_l | z_<l)
+        log_q.append(norm.logpdf(z, q_loc, q_scale).sum(axis=1))  # log q(z_l | x, z_<l)
         kls.append(np.sum(np.log(p_scale / q_scale) + (q_scale ** 2 + (q_loc - p_loc) ** 2) / (2 * p_scale ** 2) - 0.5,
                           axis=1))
         h = h + dense(cells.merge[i], z)
@@ -59,6 +64,8 @@ def hand_loss(model, x, eps):
     logits = model.output_net(tf.constant(h, tf.float32))["logits"].numpy().astype(np.float64).reshape(len(x), -1)
     flat = x.reshape(len(x), -1)
     reconstruction = -np.sum(flat * logits - np.logaddexp(0.0, logits), axis=1)
+    if with_densities:
+        return reconstruction, np.stack(kls), np.stack(log_p), np.stack(log_q)
     return reconstruction, np.stack(kls)
 
 
@@ -74,6 +81,9 @@ def test_loss_is_reconstruction_plus_the_groups_kls_computed_by_hand():
     assert float(loss) == pytest.approx(rec_hand.mean() + kls_hand.sum(axis=0).mean(), rel=1e-5)
     out = model.hierarchy(tf.constant(x), tf.constant(eps.transpose(1, 0, 2)))
     np.testing.assert_allclose(out["kl"].numpy()[:, 0], kls_hand, rtol=1e-4, atol=1e-5)
+    _, _, log_p, log_q = hand_loss(model, x, eps[:, 0].astype(np.float64), with_densities=True)
+    np.testing.assert_allclose(out["log_p"].numpy()[0], log_p.sum(axis=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out["log_q"].numpy()[0], log_q.sum(axis=0), rtol=1e-4, atol=1e-4)
     assert (out["kl"].numpy() >= -1e-6).all()  # every group's KL is a KL
 
 
@@ -116,6 +126,14 @@ def test_objective_iwae_at_k_samples_matches_the_evaluated_bound():
     log_w = model.log_weights(tf.constant(x), tf.constant(eps.transpose(1, 0, 2)))[0].numpy().astype(np.float64)
     expected = -(np.logaddexp.reduce(log_w, axis=0) - np.log(4)).mean()
     assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # Independently of hierarchy(): each sample's log w = log p(x|z) + Σ_l [log p(z_l|z_<l) −
+    # log q(z_l|x, z_<l)], the densities computed by hand from the layers' weights.
+    hand = np.zeros((4, 3))
+    for k in range(4):
+        rec, _, log_p, log_q = hand_loss(model, x, eps[:, k].astype(np.float64), with_densities=True)
+        hand[k] = -rec + log_p.sum(axis=0) - log_q.sum(axis=0)
+    np.testing.assert_allclose(log_w, hand, rtol=1e-4, atol=1e-3)
+    assert float(loss) == pytest.approx(-(np.logaddexp.reduce(hand, axis=0) - np.log(4)).mean(), rel=1e-4)
 
 
 def test_weights_survive_a_save_and_load(tmp_path):

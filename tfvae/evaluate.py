@@ -24,11 +24,11 @@ import tensorflow as tf
 
 from . import distributions as dist
 from .config import atomic_write_text, json_text
-from .data import binarize_fixed, load_dataset
+from .data import binarize_fixed
 from .errors import TfvaeError
 from .models import registry
 from .objectives import iw_log_likelihood, log_importance_weights
-from .rundir import load_model
+from .rundir import load_model, run_dataset
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015, section 5.2
 
@@ -211,7 +211,8 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
     if not family.posterior_scale:
         iw_samples = 1  # a point-mass posterior: every importance sample is the same, the bound is the ELBO
     if family.evaluation == "closed_form":
-        return evaluate_pca(run_dir, max_examples=max_examples, data_dir=data_dir, idx_dir=idx_dir, write=write)
+        return evaluate_pca(run_dir, max_examples=max_examples, data_dir=data_dir, idx_dir=idx_dir, write=write,
+                            image_dir=image_dir)
     workers = None
     if strategy == "multiworker":
         from .training.multiworker import is_chief, multiworker_strategy
@@ -230,9 +231,32 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
                          image_dir, workers)
 
 
+def check_chunk_memory(cfg, chunk: int) -> None:
+    """Refuse a ``--chunk`` whose one batched call cannot fit in memory: ``chunk`` decoder
+    inputs cost at least the activations of a training step of that many images
+    (:func:`tfvae.config.estimate_training_bytes`, without the backward pass's share).
+
+    Raises:
+        TfvaeError: names ``--chunk``, the estimate and this machine's memory.
+    """
+    import copy
+
+    from .config import _physical_memory, estimate_training_bytes
+
+    probe = copy.deepcopy(cfg)
+    probe.train.batch_size, probe.train.mc_samples, probe.train.objective = int(chunk), 1, "elbo"
+    need = estimate_training_bytes(probe).get("activations", 0) // 3
+    memory = _physical_memory()
+    if memory and need > memory:
+        raise TfvaeError(f"--chunk {chunk}: one batched call of {chunk} decoder inputs needs at least "
+                         f"{need / 2**30:.1f} GiB and this machine has {memory / 2**30:.1f} GiB: lower --chunk "
+                         f"(it changes speed and memory, not the result)")
+
+
 def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir, idx_dir, chunk, progress, write,
                   image_dir=None, workers=None):
     model, cfg = load_model(run_dir, checkpoint)
+    check_chunk_memory(cfg, chunk)
     check_finite_weights(model, run_dir, checkpoint)
     if data_dir is not None:
         cfg.data.data_dir = data_dir
@@ -240,7 +264,7 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
         cfg.data.idx_dir = idx_dir
     if image_dir is not None:
         cfg.data.image_dir = image_dir
-    data = load_dataset(cfg.data, need_test=True)
+    data = run_dataset(run_dir, cfg)
     if data.image_shape != tuple(cfg.model.image_shape):
         raise TfvaeError(f"test images have shape {data.image_shape}, the model expects {tuple(cfg.model.image_shape)}")
     raw = data.test if max_examples is None else data.test[:max_examples]
@@ -343,6 +367,10 @@ def _estimator(family) -> str:
         return ("a bound, not an estimate: the posterior is the point mass at z_q(x), so -log p(x) <= "
                 "-log p(x|z_q(x)) - log p(z_q(x)) (the ELBO; KL = -log p(z_q(x)) under the learned prior); every "
                 "importance sample is the same, so K = 1 and nll = neg_elbo")
+    if family.latent_groups:
+        return ("log (1/K) sum_k p(x, z_1..L,k) / q(z_1..L,k|x) (Burda et al. 2015, eq. 8) with the hierarchical "
+                "proposal: z_1..L,k drawn top-down, z_l ~ q(z_l|x, z_<l), q(z|x) = prod_l q(z_l|x, z_<l) and "
+                "p(x, z) = p(x|z) prod_l p(z_l|z_<l) (Sønderby et al. 2016; Vahdat & Kautz 2020)")
     return ("log (1/K) sum_k p(x,z_k)/q(z_k|x), z_k ~ q(z|x) (Burda et al. 2015, eq. 8)"
             + ("; conditional on the test label: log p(x|y)" if family.conditional else ""))
 
@@ -372,7 +400,7 @@ def check_finite_weights(model, run_dir, checkpoint: str) -> None:
                              f"refusing to use it (train again, or resume from a good backup)")
 
 
-def evaluate_pca(run_dir, max_examples=None, data_dir=None, idx_dir=None, write: bool = True) -> dict:
+def evaluate_pca(run_dir, max_examples=None, data_dir=None, idx_dir=None, write: bool = True, image_dir=None) -> dict:
     """Exact test log-density of a PPCA run (Tipping & Bishop 1999, eq. 4) on grey-level
     test images in [0, 1] (continuous data: a density, not comparable with a Bernoulli
     model's NLL of binary images). Writes ``eval.json``; metrics in nats per image."""
@@ -383,7 +411,9 @@ def evaluate_pca(run_dir, max_examples=None, data_dir=None, idx_dir=None, write:
         cfg.data.data_dir = data_dir
     if idx_dir is not None:
         cfg.data.idx_dir = idx_dir
-    data = load_dataset(cfg.data, need_test=True)
+    if image_dir is not None:
+        cfg.data.image_dir = image_dir
+    data = run_dataset(run_dir, cfg)
     raw = data.test if max_examples is None else data.test[:max_examples]
     start = time.perf_counter()
     log_density = model.log_prob(raw.astype(np.float32) / 255.0)

@@ -127,15 +127,18 @@ class Gaussian(Likelihood):
     def bits_per_dim(self, nats, image_shape, binarization):
         """As :meth:`Likelihood.bits_per_dim`, except for grey levels (``binarization``
         ``none``): the Gaussian of x = k/255 is a density on [0, 1]^D, and as the field does
-        for continuous models of 8-bit data (e.g. Theis et al. 2016; Salimans et al. 2017),
-        D·ln 256 is added, the log-volume of the 256^D level cells, giving (nats + D ln 256)
-        / (D ln 2). The density is evaluated at the levels without uniform dequantization
-        noise, so that figure is comparable in form but is not a proven bound."""
+        for continuous models of 8-bit data (e.g. Theis et al. 2016, sec. 3.1), the
+        log-volume of the level cells is added: levels k/255 lie 1/255 apart, so each cell
+        is 1/255 wide and the probability of the level is ≈ density × 255^−D, giving
+        (nats + D ln 255) / (D ln 2). (Data scaled as k/256, or dequantized to
+        (k + u)/256, would use ln 256.) The density is evaluated at the levels without
+        uniform dequantization noise, so the figure is comparable in form but is not a
+        proven bound."""
         if binarization != "none":
             return super().bits_per_dim(nats, image_shape, binarization)
         d = int(math.prod(image_shape))
-        return (nats + d * math.log(256)) / (d * math.log(2)), \
-            "(nats + D ln 256) / (D ln 2), D = H*W*C: density of x = k/255, no dequantization noise"
+        return (nats + d * math.log(255)) / (d * math.log(2)), \
+            "(nats + D ln 255) / (D ln 2), D = H*W*C: density of x = k/255 (level width 1/255), no dequantization noise"
 
 
 class LearnedGaussian(Gaussian):
