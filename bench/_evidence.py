@@ -95,6 +95,40 @@ def provenance(peak_gflops=None, peak_threads="all") -> dict:
     }
 
 
+def one_line_errors(parser):
+    """Make an argparse parser report a bad argument as one line on stderr (``error: PROG:
+    message``, exit 2) instead of its usage block; returns the parser."""
+    def error(message):
+        sys.stderr.write(f"error: {parser.prog}: {message}\n")
+        sys.exit(2)
+
+    parser.error = error
+    return parser
+
+
+def result_name(value: str) -> str:
+    """``--result``'s type for argparse: a name (letters, digits, ``-``, ``_``), or a path to
+    ``bench/results/NAME.json`` given as such (taken as NAME); '' (skip) stays ''.
+
+    Raises:
+        argparse.ArgumentTypeError: another path or name (one line from argparse, exit 2,
+            before any measurement runs).
+    """
+    import argparse
+    import re
+
+    if value == "":
+        return value
+    path = Path(value)
+    if path.suffix == ".json" and (path if path.is_absolute() else Path.cwd() / path).resolve().parent == \
+            RESULTS.resolve():
+        value = path.stem
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise argparse.ArgumentTypeError(f"give a name of letters, digits, - and _ (written as bench/results/NAME.json) "
+                                         f"or a path bench/results/NAME.json, got {value!r}")
+    return value
+
+
 def write_result(name: str, figures: dict, peak_gflops=None, sources=None, peak_threads="all") -> Path:
     """Write ``bench/results/NAME.json`` = {provenance, figures, sources}; strict JSON, atomic.
 
@@ -108,6 +142,7 @@ def write_result(name: str, figures: dict, peak_gflops=None, sources=None, peak_
     Raises:
         ValueError: a figure is NaN or infinite (strict JSON).
     """
+    name = result_name(name)
     record = {"provenance": provenance(peak_gflops, peak_threads), "figures": figures, "sources": sources or []}
     text = json.dumps(record, indent=2, allow_nan=False) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402
+from _evidence import one_line_errors, result_name  # noqa: E402
 
 
 def median_seconds(fn, calls: int, warmup: int = 20) -> float:
@@ -208,10 +210,11 @@ def shape_sweep(cfg, peak: float, calls: int) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(parser)
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("--calls", type=int, default=200, help="timed calls per figure (median)")
     parser.add_argument("--version", type=int, default=None)
-    parser.add_argument("--result", default=None,
+    parser.add_argument("--result", type=result_name, default=None,
                         help="also write bench/results/RESULT.json (figures, command, commit, machine)")
     parser.add_argument("--shape-sweep", action="store_true",
                         help="also time batch-1 LiteRT float32 decoders of six other shapes (random weights)")

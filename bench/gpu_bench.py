@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402
+from _evidence import one_line_errors, result_name  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = {"default": None, "mnist-best": "mnist-best"}
@@ -154,10 +156,11 @@ def run_worker(spec: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=100, help="training steps per timed window")
     parser.add_argument("--windows", type=int, default=3, help="timed windows after the warm-up one")
-    parser.add_argument("--result", default="gpu_bench", help="write bench/results/RESULT.json; '' to skip")
+    parser.add_argument("--result", type=result_name, default="gpu_bench", help="write bench/results/RESULT.json; '' to skip")
     args = parser.parse_args()
     if args.worker:
         spec = json.loads(args.worker)

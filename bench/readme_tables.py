@@ -55,9 +55,11 @@ def render_default_run() -> str:
     t, e = f["training"], f["evaluation"]
     m, p = e["metrics"], e["protocol"]
     params = f["parameters"]
+    trained = (f"trained at commit {f['train_commit'][:7]}" if f.get("train_commit") else
+               "trained at a commit its config.json does not record (before train recorded it)")
     lines = [
-        f"Run `{f['run']}` (`bench/results/default/`: its config.json, summary.json, metrics.csv, eval.json); "
-        f"machine: {_machine(record)}." + (f" {f['note']}" if f.get("note") else ""),
+        f"Run `{f['run']}` (`bench/results/default/`: its config.json, summary.json, metrics.csv, eval.json), "
+        f"{trained}; machine: {_machine(record)}." + (f" {f['note']}" if f.get("note") else ""),
         "",
         "| | value | command |",
         "| --- | --- | --- |",
@@ -409,6 +411,15 @@ def render_export_bench() -> str:
     return "\n".join(out) + "\n"
 
 
+def _gaussian_bits(nats: float, image_shape) -> float:
+    """Bits/dim of a Gaussian's NLL (nats per image) with today's conversion (no TensorFlow)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tfvae.likelihoods import Gaussian
+
+    return Gaussian(0.1).bits_per_dim(nats, tuple(image_shape), "none")[0]
+
+
 def render_image_folders() -> str:
     record = _load("image_folders.json")
     if record is None:
@@ -429,14 +440,20 @@ def render_image_folders() -> str:
             continue
         m, p = r["metrics"], r["protocol"]
         shape = "×".join(str(v) for v in p["image_shape"])
+        bits = f"{m['nll_bits_per_dim']:.3f}"
+        if "ln 256" in p.get("bits_per_dim", ""):  # measured before the level width was corrected to 1/255
+            bits = f"{_gaussian_bits(m['nll'], p['image_shape']):.3f}¹"
         out.append(f"| {label} | {shape}, {p['binarization']} | {p['num_images']:,} | {m['nll']:.2f} ± "
-                   f"{m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | {m['nll_bits_per_dim']:.3f} | "
+                   f"{m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | {bits} | "
                    f"{r['seconds'] / 60:.1f} min |")
     c = f.get("colour_folder", {})
     if c:
         out += ["", f"Colour folder: {c['train']:,} training and {c['test']:,} test files; {c['what']}. The Gaussian's "
-                    "bits/dim adds D·ln 256 to a density (no dequantization noise); the logistic's is the probability "
-                    "of the 8-bit image."]
+                    "bits/dim adds D·ln 255 to a density (pixels are k/255, so each level's cell is 1/255 wide; no "
+                    "dequantization noise); the logistic's is the probability of the 8-bit image."]
+    if any("ln 256" in r["protocol"].get("bits_per_dim", "") for r in f["runs"].values()):
+        out += ["", "¹ Converted here from the committed NLL in nats with D·ln 255 (`tfvae.likelihoods.Gaussian."
+                    "bits_per_dim`); the run's `eval.json` used D·ln 256, 0.006 bits/dim more, before the correction."]
     return "\n".join(out) + "\n"
 
 
@@ -601,7 +618,30 @@ def render_disentanglement() -> str:
     record = _load("disentanglement_table.json")
     if record is None:
         return _missing("disentanglement_table.json", "python bench/disentanglement_table.py")
-    lines = [f"Machine: {_machine(record)}. Networks: `{record['figures']['networks']}`.", "",
+    from dataclasses import asdict
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tfvae.disentanglement import Protocol  # numpy only
+
+    reference = {k: v for k, v in asdict(Protocol()).items() if k != "seed"}
+    used = [json.loads((ROOT / r["result"]).read_text())["protocol"] for r in record["figures"]["rows"]]
+    off = sorted({k for p in used for k, v in reference.items() if p.get(k) != v})
+    if off or record["provenance"].get("git", {}).get("dirty"):
+        p = used[0] if used else {}
+        why = [f"{k} {p.get(k, 'not recorded')} (reference {reference[k]})" for k in off]
+        if record["provenance"].get("git", {}).get("dirty"):
+            why.append("made from a tree with uncommitted changes")
+        return (f"No table: the committed one (`bench/results/disentanglement_table.json`, "
+                f"{record['provenance'].get('date', '')[:10]}) is withdrawn because it differs from the reference "
+                f"protocol of disentanglement_lib's study: {'; '.join(why)}. Re-make it from a clean commit with "
+                f"`python bench/disentanglement_table.py`.\n")
+    votes = reference["votes"]
+    lines = [f"Machine: {_machine(record)}. Networks: `{record['figures']['networks']}`. Protocol (disentanglement_lib's "
+             f"study): MIG on {reference['points']:,} points in {reference['bins']} bins; DCI trained on "
+             f"{reference['points']:,} points, tested on {reference['points'] // 2:,}; FactorVAE and β-VAE scores from "
+             f"{votes:,} training and {votes // 2:,} evaluation votes of {reference['batch_size']} images, dimensions "
+             f"with standard deviation under {reference['prune_std']} left out of the FactorVAE score.", "",
              "| run | MIG | DCI disentanglement | DCI completeness | DCI informativeness | FactorVAE score "
              "| β-VAE score | reconstruction (nats/image) | total correlation (nats) "
              "| epochs × images (steps of 64) | train min |",

@@ -44,6 +44,8 @@ from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402
+from _evidence import one_line_errors, result_name  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -178,6 +180,7 @@ def first_at_target(run_dir: Path, times: list, say) -> tuple:
 def main() -> int:
     global FULL_K, SCREEN_K, MAX_TEST_IMAGES, TARGET_NATS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(parser)
     parser.add_argument("--worker", nargs=3, metavar=("RECIPE", "RUN_DIR", "EVERY"), help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true",
                         help="check this script in minutes: 2,000 training images, 3 epochs, 300 test images, "
@@ -186,7 +189,7 @@ def main() -> int:
                         help="folder of the runs, snapshots and evaluations (kept; reused when run again)")
     parser.add_argument("--target", type=float, default=TARGET_NATS, help="test NLL to reach, nats per image")
     parser.add_argument("--every", type=int, default=5, help="snapshot every N epochs (and the last)")
-    parser.add_argument("--result", default="time_to_quality", help="bench/results/RESULT.json; '' to skip")
+    parser.add_argument("--result", type=result_name, default="time_to_quality", help="bench/results/RESULT.json; '' to skip")
     args = parser.parse_args()
     from tfvae.quiet import quiet_tensorflow
 

@@ -19,7 +19,7 @@ Rows (real MNIST training images, batch 128 unless stated):
   (and, separately, a one-epoch ``cli.py train`` whose peak resident memory is reported).
 * ``PyTorch peer``: the pytorch/examples VAE (MLP 784-400-20, Adam 1e-3), written plainly
   in PyTorch (skipped with a message when torch is not installed: ``pip install
-  torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu``, a benchmark-only
+  torch==2.13.0``, which here takes the CPU wheel kept on disk, a benchmark-only
   dependency), and ``tfvae, PyTorch MLP``: that MLP in tfvae.
 
 Throughput is the median over timed windows of ``--window`` steps after one warm-up
@@ -47,6 +47,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # noqa: E402
+from _evidence import one_line_errors, result_name  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -371,8 +373,7 @@ def worker(spec: dict) -> dict:
         try:
             import torch  # noqa: F401
         except ImportError:
-            return {"skipped": "torch is not installed (pip install torch==2.13.0 --index-url "
-                               "https://download.pytorch.org/whl/cpu)"}
+            return {"skipped": "torch is not installed (pip install torch==2.13.0: the CPU build)"}
         ips = pytorch_throughput(x, steps, windows)
     else:
         ips, flops = tfvae_throughput(x, steps, windows, batch=spec.get("batch", 128), arch=spec.get("arch", "default"),
@@ -418,11 +419,12 @@ def cli_train_memory(epochs: int = 1) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    one_line_errors(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--window", type=int, default=60, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5, help="timed windows after the warm-up one")
     parser.add_argument("--quick", action="store_true", help="fewer windows and K up to 1,000 (a smoke run)")
-    parser.add_argument("--result", default="train_bench",
+    parser.add_argument("--result", type=result_name, default="train_bench",
                         help="write bench/results/RESULT.json (figures, command, commit, machine); '' to skip")
     args = parser.parse_args()
     if args.worker:
