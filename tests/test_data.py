@@ -129,3 +129,39 @@ def test_corrupt_float_images_are_rejected_with_their_index():
     broken[12] *= 3
     with pytest.raises(TfvaeError, match=r"image 12 has values in \[.*\], expected \[0, 1\]"):
         as_uint8_images(broken, "toy", "test")
+
+
+def test_training_draws_are_one_op_per_batch_keyed_by_seed_epoch_and_position():
+    """The keys of issue 28's pipeline, by hand: the batch at position p of epoch e's order
+    draws u [b, H, W, C] and eps [b, S, D] from stateless_split((seed, e·N + p)); resuming at
+    epoch 1 replays epoch 1, and two workers' halves of each global batch are its rows."""
+    import tensorflow as tf
+
+    n, b, seed = 10, 4, 7
+    images = np.random.default_rng(0).integers(0, 256, (n, 3, 2, 1), dtype=np.uint8)
+    stream = [tuple(t.numpy() for t in e) for e in train_pipeline(images, b, "dynamic", seed, noise_shape=(2, 3)).take(6)]
+    assert [len(x) for x, _ in stream] == [4, 4, 2, 4, 4, 2]  # epochs of 10 = 4 + 4 + 2
+    for step, (x, eps) in enumerate(stream):
+        epoch, p = divmod(step, 3)
+        p *= b
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=[seed, epoch]).numpy()[p:p + b]
+        keys = tf.random.experimental.stateless_split(tf.constant([seed, epoch * n + p], tf.int64), 2)
+        u = tf.random.stateless_uniform((len(order), 3, 2, 1), seed=keys[0]).numpy()
+        np.testing.assert_array_equal(x, (u < images[order] / np.float32(255)).astype(np.float32))
+        np.testing.assert_array_equal(eps, tf.random.stateless_normal((len(order), 2, 3), seed=keys[1]).numpy())
+    resumed = [tuple(t.numpy() for t in e) for e in
+               train_pipeline(images, b, "dynamic", seed, noise_shape=(2, 3), start_epoch=1).take(3)]
+    for (x, eps), (x1, eps1) in zip(stream[3:], resumed):
+        np.testing.assert_array_equal(x, x1)
+        np.testing.assert_array_equal(eps, eps1)
+
+    def halves(worker):  # multiworker.distribute's split for worker `worker` of 2 (one replica each)
+        def split(ds):
+            return ds.map(lambda *batch: tuple(t[(tf.shape(t, tf.int64)[0] * worker) // 2:
+                                                 (tf.shape(t, tf.int64)[0] * (worker + 1)) // 2] for t in batch))
+        return split
+    parts = [[tuple(t.numpy() for t in e) for e in train_pipeline(images, b, "dynamic", seed, noise_shape=(2, 3),
+                                                                  split=halves(w)).take(6)] for w in (0, 1)]
+    for (x, eps), first, second in zip(stream, *parts):
+        np.testing.assert_array_equal(x, np.concatenate([first[0], second[0]]))
+        np.testing.assert_array_equal(eps, np.concatenate([first[1], second[1]]))

@@ -189,7 +189,9 @@ def test_shapes_for_every_likelihood(shape, likelihood, sigma):
 @pytest.mark.slow
 def test_real_mnist_run_learns_and_every_command_reads_it(tfds_dir, tmp_path):
     """A short real-MNIST hvae run: validation −ELBO falls; evaluate reports each group's KL
-    and active units; traverse, sample, export (TFLite) and generate read it."""
+    and active units; traverse, sample, export (TFLite) and generate read it, and so do the
+    commands of codes (classify, anomaly, inpaint, interpolate, latent: the posterior of the
+    groups, issue 28)."""
     import csv
     import json
 
@@ -210,7 +212,14 @@ def test_real_mnist_run_learns_and_every_command_reads_it(tfds_dir, tmp_path):
     assert "KL per group" in result.stdout
     for args in (["traverse", run, "--dims", 3], ["sample", run, "-n", 4, "--out", tmp_path / "s.png"],
                  ["export", run, "--tflite", "--out", tmp_path / "exported", "--name", "h"],
-                 ["generate", tmp_path / "exported" / "h", "-n", 4, "--out", tmp_path / "g.png"]):
+                 ["generate", tmp_path / "exported" / "h", "-n", 4, "--out", tmp_path / "g.png"],
+                 ["classify", run, "--labels", 100, "--seeds", 1],
+                 ["anomaly", run, "--corrupt", "noise", "--max-examples", 100, "--iw-samples", 2],
+                 ["inpaint", run, "-n", 2, "--steps", 2], ["interpolate", run, "--from", 0, "--to", 1],
+                 ["latent", run]):
         result = run_cli(*args)
         assert result.returncode == 0, (args[0], result.stderr[-2000:])
     assert json.loads((run / "figures" / "traverse.json").read_text())["dimensions"][0] < 4  # the top group
+    rows = json.loads((run / "figures" / "classify.json").read_text())["rows"]
+    assert {r["features"] for r in rows} >= {"encoder mean", "raw pixels"}
+    assert json.loads((run / "figures" / "anomaly_corrupt-noise.json").read_text())  # written, not refused

@@ -650,9 +650,11 @@ def demo(export_dir, port):
         server.server_close()
 
 
-CODES = (dict(encoder=True, conditional=False, latent_groups=False), "an unconditional encoder with one latent group")
-BOUND_OF_CODES = (dict(encoder=True, conditional=False, latent_groups=False, evaluation="iw_nll"),
-                  "a likelihood bound and an unconditional encoder with one latent group")
+# A hierarchical VAE's code is the posterior of all its groups in the noise's coordinates
+# (its encoder's mean path, [B, D] over the concatenated groups; tfvae.models.hvae), which its decoder maps back.
+CODES = (dict(encoder=True, conditional=False), "an unconditional encoder")
+BOUND_OF_CODES = (dict(encoder=True, conditional=False, evaluation="iw_nll"),
+                  "a likelihood bound and an unconditional encoder")
 ENCODER = (dict(encoder=True), "a trained encoder")
 
 

@@ -384,17 +384,21 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     """Endless ``tf.data`` pipeline over training images: shuffle, binarize, batch, prefetch.
     Pass ``steps_per_epoch = ceil(N / batch_size)`` to ``fit``.
 
-    Every random choice is stateless and keyed by the seed: epoch e visits the images in
-    the order ``stateless_shuffle(range(N), seed=(seed, e))``, and image i in epoch e is
-    binarized and gets its noise from the seed pair (seed, e·N + i). So every epoch is one
-    pass in a new order with new binary images, the run is reproducible from ``seed``, a
-    run resumed at ``start_epoch`` sees exactly what the uninterrupted run saw, and
-    tf.distribute's re-batching per replica (which rewrites the pipeline's batch size)
-    changes nothing an image sees.
+    Every random choice is stateless, keyed by the seed, and drawn for a whole batch in one
+    op: epoch e visits the images in the order ``stateless_shuffle(range(N), seed=(seed, e))``,
+    and the batch that starts at position p of that order (p = step · batch_size) draws its
+    binarization uniforms u [b, H, W, C] and its noise eps [b, S, D] from the two halves of
+    ``stateless_split((seed, e·N + p))``; image j of the batch is binarized as u[j] < x and
+    gets eps[j]. So every epoch is one pass in a new order with new binary images, the run
+    is reproducible from ``seed``, a run resumed at ``start_epoch`` sees exactly what the
+    uninterrupted run saw, and several workers (``split``) or replicas, which each take rows
+    of the same global batch, see exactly the rows one device would.
 
     Args:
         images: uint8 [N, H, W, C], or :class:`tfvae.folder.FileImages`, whose files are
             read and decoded inside the pipeline (parallel, in order), never all held.
+        batch_size: global batch size b (images per optimizer step).
+        mode: ``dynamic`` (u < x), ``static`` (x > 0.5) or ``none`` (grey levels).
         noise_shape: (S, D) to also yield standard-normal noise eps [B, S, D] for the
             reparameterized samples, drawn here (outside the model) so that every image's
             noise is independent of how a batch is split across devices.
@@ -402,8 +406,8 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
         labels, num_classes: int labels [N] to also yield one-hot labels float32 [B, C]
             (conditional models; needs ``noise_shape``).
         split: for several workers (``tfvae.training.multiworker.distribute``), a function turning
-            a dataset of global batches of image indices into this worker's per-replica
-            parts; the pipeline then yields those parts, and reads only their images.
+            a dataset of global batches (image indices with their draws) into this worker's
+            per-replica parts; the pipeline then yields those parts, and reads only their images.
 
     Returns:
         Endless ``tf.data.Dataset`` of float32 batches x [B, H, W, C] in [0, 1], (x, eps)
@@ -414,41 +418,52 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     n = len(images)
     from .folder import FileImages, decode_fn
 
+    image_shape = tuple(int(d) for d in (images.image_shape if isinstance(images, FileImages) else images.shape[1:]))
     if isinstance(images, FileImages):  # streamed: only the file list is in memory
         files = tf.constant(images.paths)
         decode = decode_fn(*images.image_shape)
-        read = lambda index: decode(tf.gather(files, index))  # noqa: E731
+
+        def read(index):  # [b] -> uint8 [b, H, W, C], the files of a batch decoded in parallel
+            return tf.map_fn(lambda i: decode(tf.gather(files, i)), index, fn_output_signature=tf.uint8,
+                             parallel_iterations=16)
     else:
         pixels = tf.constant(images)
         read = lambda index: tf.gather(pixels, index)  # noqa: E731
     seed64 = tf.constant(seed, tf.int64)
     onehot = None if labels is None else tf.one_hot(tf.constant(labels, tf.int64), num_classes)
 
-    def prepare(index, epoch):
+    def draws(epoch):
+        def batch_draws(step, index):  # one global batch: its indices and the draws of all its rows
+            b = tf.shape(index)[0]
+            key = tf.stack([seed64, epoch * n + step * batch_size])
+            binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+            out = (index,)
+            if mode == "dynamic":
+                out += (tf.random.stateless_uniform(tf.concat([[b], image_shape], 0), seed=binarize_seed),)
+            if noise_shape is not None:
+                out += (tf.random.stateless_normal(tf.concat([[b], noise_shape], 0), seed=noise_seed),)
+            return out
+        return batch_draws
+
+    def finish(index, *drawn):  # a (part of a) batch: read its pixels, binarize, attach noise and labels
         x = tf.cast(read(index), tf.float32) / 255.0
-        key = tf.stack([seed64, epoch * n + index])
-        binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
         if mode == "dynamic":
-            x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=binarize_seed) < x, tf.float32)
+            u, drawn = drawn[0], drawn[1:]
+            x = tf.cast(u < x, tf.float32)
         elif mode == "static":
             x = tf.cast(x > 0.5, tf.float32)
         if noise_shape is None:
             return x
-        eps = tf.random.stateless_normal(noise_shape, seed=noise_seed)
         if onehot is None:
-            return x, eps
-        return x, eps, tf.gather(onehot, index)
+            return x, drawn[0]
+        return x, drawn[0], tf.gather(onehot, index)
 
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
-        ds = tf.data.Dataset.from_tensor_slices(order)
-        if split is not None:  # this replica's part of each global batch, split before any pixel is read
-            return split(ds.batch(batch_size)).flat_map(
-                lambda part: tf.data.Dataset.from_tensor_slices(part).map(
-                    lambda i: prepare(i, epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-                ).batch(batch_size))
-        ds = ds.map(lambda i: prepare(i, epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.batch(batch_size)
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate().map(draws(epoch))
+        if split is not None:  # this replica's rows of each global batch, split before any pixel is read
+            ds = split(ds)
+        return ds.map(lambda *e: finish(*e), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     return tf.data.Dataset.counter(start=start_epoch).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 

@@ -68,6 +68,43 @@ def image_noise(seed: int, indices, k: int, d: int) -> np.ndarray:
                      for i in indices])
 
 
+def call_shape(iw_samples: int, chunk: int) -> tuple:
+    """(samples per call S, images per call) of a batched evaluation with at most ``chunk``
+    decoder inputs per call: K ≤ chunk evaluates ⌊chunk / K⌋ images' K samples in one call;
+    a larger K is split into the fewest calls of ≤ chunk samples, of equal size (the last
+    may be smaller by less than the number of calls), so every call has nearly one shape."""
+    k, chunk = int(iw_samples), int(chunk)
+    if k <= chunk:
+        return k, max(1, chunk // k)
+    calls = -(-k // chunk)
+    return -(-k // calls), 1
+
+
+class Progress:
+    """Progress of a long loop with the time left: a Keras ``Progbar`` when stdout is a
+    terminal, else one line per tenth of the work (``done/total unit, elapsed s, about
+    N s left``), so a log or pipe gets ten lines, not a line per update."""
+
+    def __init__(self, total: int, unit: str):
+        import sys
+
+        self.total, self.unit, self.done, self.start, self.next_tenth = int(total), unit, 0, time.perf_counter(), 1
+        self.bar = keras.utils.Progbar(self.total, unit_name=unit.split()[-1].rstrip("s")) \
+            if sys.stdout.isatty() else None
+
+    def add(self, count: int) -> None:
+        """Count ``count`` more units done."""
+        self.done += int(count)
+        if self.bar is not None:
+            self.bar.add(count)
+            return
+        if self.done * 10 >= self.next_tenth * self.total or self.done >= self.total:
+            elapsed = time.perf_counter() - self.start
+            left = elapsed * (self.total - self.done) / max(self.done, 1)
+            print(f"{self.done}/{self.total} {self.unit}, {elapsed:.0f} s, about {left:.0f} s left", flush=True)
+            self.next_tenth = self.done * 10 // self.total + 1
+
+
 def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk: int = 4096,
                     progress: bool = True, labels=None, first_index: int = 0) -> dict:
     """Evaluate ``model`` on float32 images [N, H, W, C].
@@ -76,9 +113,10 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
         labels: int labels [N] (needed by a conditional VAE, which then estimates log p(x|y)).
         iw_samples: K ≥ 1 importance samples per image.
         seed: seed of the ε ~ N(0, I) noise, keyed per image (:func:`image_noise`).
-        chunk: decoder inputs per batched call (images per call × samples per call); it
-            changes memory and speed, not the result (beyond float32 rounding, ~1e-5 nats).
-        progress: show a Keras progress bar with the estimated time left.
+        chunk: decoder inputs per batched call (images per call × samples per call, see
+            :func:`call_shape`); it bounds memory (the noise is drawn per call) and changes
+            speed, not the result (beyond float32 rounding, ~1e-5 nats).
+        progress: show the progress with the estimated time left (:class:`Progress`).
         first_index: the index of ``images[0]`` in its split (the noise key of each image).
 
     Returns:
@@ -92,11 +130,10 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     n = len(images)
     k = int(iw_samples)
     d = model.latent_dim
-    samples_per_call = min(k, chunk)
-    images_per_call = max(1, chunk // samples_per_call)
+    samples_per_call, images_per_call = call_shape(k, chunk)
     fn = log_weights_fn(model)
     out = {key: [] for key in ("nll", "reconstruction", "kl", "posterior_mean", "kl_per_dim", "kl_per_group")}
-    bar = keras.utils.Progbar(n, unit_name="image") if progress else None
+    bar = Progress(n, "test images") if progress else None
     # The analytic KL needs a one-layer posterior and the standard prior; otherwise (learned
     # priors, the hierarchical VAE) KL = E_q[log q − log p] from the same samples.
     standard = model.config.prior == "standard" and not hasattr(model, "log_weights")
@@ -109,11 +146,13 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
         y = None if labels is None or not getattr(model, "conditional", False) else \
             tf.constant(onehot[start:start + images_per_call])
         b = int(x.shape[0])
-        noise = np.ascontiguousarray(image_noise(seed, range(first_index + start, first_index + start + b), k, d)
-                                     .transpose(1, 0, 2))  # [K, b, D]
+        # each image's generator, drawn from in order: call j gets rows [j·S, (j + 1)·S) of the
+        # image's K × D stream (the numbers of image_noise), so memory is bounded by the chunk, not K
+        streams = [np.random.default_rng([int(seed), first_index + start + j]) for j in range(b)]
         log_w, log_lik, kl_groups = [], [], 0.0
         for s0 in range(0, k, samples_per_call):
-            eps = tf.constant(noise[s0:s0 + samples_per_call])
+            rows = min(samples_per_call, k - s0)
+            eps = tf.constant(np.stack([g.standard_normal((rows, d), dtype=np.float32) for g in streams], axis=1))
             outs = fn(x, eps) if y is None else fn(x, eps, y)
             lw, ll, loc, scale = outs[:4]
             log_w.append(lw.numpy())
@@ -234,7 +273,9 @@ def evaluate_run(run_dir, iw_samples: int = 1000, max_examples=None, seed: int =
 def check_chunk_memory(cfg, chunk: int) -> None:
     """Refuse a ``--chunk`` whose one batched call cannot fit in memory: ``chunk`` decoder
     inputs cost at least the activations of a training step of that many images
-    (:func:`tfvae.config.estimate_training_bytes`, without the backward pass's share).
+    (:func:`tfvae.config.estimate_training_bytes`, without the backward pass's share) and
+    their noise (chunk × D float32, twice). K does not enter: the noise of a call is drawn
+    per call, so ``--iw-samples`` at its bound costs only the [K, images per call] weights.
 
     Raises:
         TfvaeError: names ``--chunk``, the estimate and this machine's memory.
@@ -245,7 +286,8 @@ def check_chunk_memory(cfg, chunk: int) -> None:
 
     probe = copy.deepcopy(cfg)
     probe.train.batch_size, probe.train.mc_samples, probe.train.objective = int(chunk), 1, "elbo"
-    need = estimate_training_bytes(probe).get("activations", 0) // 3
+    # and its noise: [S, b, D] float32 drawn in numpy, then copied into a tensor
+    need = estimate_training_bytes(probe).get("activations", 0) // 3 + 2 * 4 * int(chunk) * int(cfg.model.latent_dim)
     memory = _physical_memory()
     if memory and need > memory:
         raise TfvaeError(f"--chunk {chunk}: one batched call of {chunk} decoder inputs needs at least "
