@@ -5,7 +5,8 @@
 Trains the default model (``python cli.py train --dataset mnist``, or ``--preset NAME``)
 unless RUN_DIR already holds a finished run (its own ``config.json`` records the command that trained it), then
 runs, through the CLI, the commands whose figures the README quotes: ``evaluate``
-(K = 1,000, all 10,000 test images), and for a ``--model vae`` run ``classify``,
+(K = 1,000, all 10,000 test images), and for an unconditional VAE run (one-layer or
+hierarchical) ``classify``,
 ``anomaly`` (Fashion-MNIST, the validation split, blank / noise / inverted images) and
 ``inpaint`` (random half and bottom half). It copies the run's ``config.json``, ``summary.json``, ``metrics.csv``, ``eval.json``
 and the commands' JSON files into ``bench/results/default/`` and writes
@@ -74,7 +75,8 @@ def main(argv=None) -> None:
     if registry.family(kind).discrete_codes:  # samples from a uniform prior, beside the learned prior's
         step("figures/samples_uniform.png", "sample", run, "-n", 64, "--source", "uniform", "--out",
              run / "figures" / "samples_uniform.png")
-    if registry.family(kind).kl_per_dimension:  # a one-layer VAE (classify, anomaly, inpaint read them)
+    family = registry.family(kind)
+    if family.variational and not family.conditional:  # a VAE, one-layer or hierarchical (its codes: all groups)
         step("figures/classify.json", "classify", run)
         step("figures/anomaly_ood-fashion_mnist.json", "anomaly", run, "--ood", "fashion_mnist", "--iw-samples", 100)
         step("figures/anomaly_ood-mnist-validation.json", "anomaly", run, "--ood", "mnist")
@@ -83,7 +85,7 @@ def main(argv=None) -> None:
         step("figures/inpaint_random0.5.json", "inpaint", run, "--mask", "random:0.5")
         step("figures/inpaint_bottom.json", "inpaint", run, "--mask", "bottom")
     else:
-        print(f"--model {kind}: classify, anomaly and inpaint skipped (measured for one-layer VAE runs)", flush=True)
+        print(f"--model {kind}: classify, anomaly and inpaint skipped (measured for unconditional VAE runs)", flush=True)
 
     folder = RESULTS / args.out
     folder.mkdir(parents=True, exist_ok=True)

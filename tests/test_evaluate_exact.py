@@ -73,3 +73,4 @@ def test_cli_evaluate_matches_the_exact_likelihood_of_a_one_dimensional_latent(o
     # A log-mean-exp replaced by a mean reports −ELBO; a sign error reports −NLL: both far outside the band.
     assert m["neg_elbo"] - exact_nll.mean() > 20 * band
     assert abs(-m["nll"] - exact_nll.mean()) > 20 * band
+

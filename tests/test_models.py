@@ -141,6 +141,29 @@ def test_nll_does_not_depend_on_the_chunk_size_or_the_images_beside_it():
     assert np.abs(other_seed - runs[4096]).max() > 1e-3  # the seed does change the samples
 
 
+def test_progress_without_a_terminal_is_ten_lines_with_the_time_left(capsys):
+    """evaluate's progress (issue 28): a pipe or log gets one line per tenth of the images,
+    each with the time left, not a line per batched call."""
+    from tfvae.evaluate import Progress
+
+    progress = Progress(1000, "test images")
+    for _ in range(250):
+        progress.add(4)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("1000/1000 test images")
+    assert all("s left" in line for line in lines)
+
+
+def test_call_shape_keeps_the_split_of_the_samples():
+    """K ≤ chunk: several images' K samples per call; K > chunk: calls of chunk samples and
+    one of the rest (the split of the evaluations before issue 28, bit for bit)."""
+    from tfvae.evaluate import call_shape
+
+    assert call_shape(1000, 4096) == (1000, 4)
+    assert call_shape(5000, 4096) == (4096, 1)
+    assert call_shape(3, 1) == (1, 1)
+
+
 def test_iwae_validation_uses_the_unweighted_bound_during_warm_up():
     """The checkpoint of an iwae run is picked on the K-sample bound with KL weight 1, not on
     the warm-up-weighted training loss."""
