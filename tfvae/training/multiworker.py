@@ -10,7 +10,8 @@ with the single-machine path:
   replica's loss weighted by its share of the global batch (``replica_share``);
 * the data are ``train_pipeline`` / ``heldout_pipeline``, whose global batches are split
   over the replicas (:func:`distribute`): every global batch holds exactly the images a
-  single machine's batch holds, each with its own per-image random keys;
+  single machine's batch holds, each image with its row of the batch's draws (keyed by the
+  batch's position, so a worker's rows are the ones one machine would draw);
 * the run directory is written by the same Keras callbacks (``CSVLogger``,
   ``BackupAndRestore``, checkpoints, timer, NaN stop, graceful Ctrl-C), driven here
   through ``keras.callbacks.CallbackList`` on the chief only; the other workers write
