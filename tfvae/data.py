@@ -432,18 +432,16 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
     seed64 = tf.constant(seed, tf.int64)
     onehot = None if labels is None else tf.one_hot(tf.constant(labels, tf.int64), num_classes)
 
-    def draws(epoch):
-        def batch_draws(step, index):  # one global batch: its indices and the draws of all its rows
-            b = tf.shape(index)[0]
-            key = tf.stack([seed64, epoch * n + step * batch_size])
-            binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-            out = (index,)
-            if mode == "dynamic":
-                out += (tf.random.stateless_uniform(tf.concat([[b], image_shape], 0), seed=binarize_seed),)
-            if noise_shape is not None:
-                out += (tf.random.stateless_normal(tf.concat([[b], noise_shape], 0), seed=noise_seed),)
-            return out
-        return batch_draws
+    def draws(epoch, step, index):  # one global batch: its indices and the draws of all its rows
+        b = tf.shape(index)[0]
+        key = tf.stack([seed64, epoch * n + step * batch_size])
+        binarize_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        out = (index,)
+        if mode == "dynamic":
+            out += (tf.random.stateless_uniform(tf.concat([[b], image_shape], 0), seed=binarize_seed),)
+        if noise_shape is not None:
+            out += (tf.random.stateless_normal(tf.concat([[b], noise_shape], 0), seed=noise_seed),)
+        return out
 
     def finish(index, *drawn):  # a (part of a) batch: read its pixels, binarize, attach noise and labels
         x = tf.cast(read(index), tf.float32) / 255.0
@@ -460,7 +458,8 @@ def train_pipeline(images: np.ndarray, batch_size: int, mode: str, seed: int, no
 
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, epoch]))
-        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate().map(draws(epoch))
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate().map(
+            lambda step, index: draws(epoch, step, index))
         if split is not None:  # this replica's rows of each global batch, split before any pixel is read
             ds = split(ds)
         return ds.map(lambda *e: finish(*e), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -59,13 +60,13 @@ def log_weights_fn(model):
 NOISE_SCHEME = "eps[i, k] = numpy default_rng([seed, i]).standard_normal((K, D))[k], i = test-image index"
 
 
-def image_noise(seed: int, indices, k: int, d: int) -> np.ndarray:
-    """Standard-normal noise keyed by image: row j is ``default_rng([seed, indices[j]])``'s
-    first K·D draws, float32 [len(indices), K, D]. Image i's K samples are the same
-    whatever the chunk size, the images evaluated beside it, or the worker that runs it,
-    so the NLL does not depend on how the work is batched."""
-    return np.stack([np.random.default_rng([int(seed), int(i)]).standard_normal((k, d), dtype=np.float32)
-                     for i in indices])
+def image_streams(seed: int, indices) -> list:
+    """The noise generator of each image: ``default_rng([seed, i])`` for i in ``indices``
+    (:data:`NOISE_SCHEME`). Image i's K samples are its generator's first K·D standard-normal
+    draws, taken in order call by call, so they are the same whatever the chunk size, the
+    images evaluated beside it, or the worker that runs it: the NLL does not depend on how
+    the work is batched, and memory holds one call's draws, not K."""
+    return [np.random.default_rng([int(seed), int(i)]) for i in indices]
 
 
 def call_shape(iw_samples: int, chunk: int) -> tuple:
@@ -85,8 +86,6 @@ class Progress:
     N s left``), so a log or pipe gets ten lines, not a line per update."""
 
     def __init__(self, total: int, unit: str):
-        import sys
-
         self.total, self.unit, self.done, self.start, self.next_tenth = int(total), unit, 0, time.perf_counter(), 1
         self.bar = keras.utils.Progbar(self.total, unit_name=unit.split()[-1].rstrip("s")) \
             if sys.stdout.isatty() else None
@@ -111,7 +110,7 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
     Args:
         labels: int labels [N] (needed by a conditional VAE, which then estimates log p(x|y)).
         iw_samples: K ≥ 1 importance samples per image.
-        seed: seed of the ε ~ N(0, I) noise, keyed per image (:func:`image_noise`).
+        seed: seed of the ε ~ N(0, I) noise, keyed per image (:func:`image_streams`).
         chunk: decoder inputs per batched call (images per call × samples per call, see
             :func:`call_shape`); it bounds memory (the noise is drawn per call) and changes
             speed, not the result (beyond float32 rounding, ~1e-5 nats).
@@ -145,9 +144,7 @@ def evaluate_images(model, images, iw_samples: int = 1000, seed: int = 0, chunk:
         y = None if labels is None or not getattr(model, "conditional", False) else \
             tf.constant(onehot[start:start + images_per_call])
         b = int(x.shape[0])
-        # each image's generator, drawn from in order: call j gets rows [j·S, (j + 1)·S) of the
-        # image's K × D stream (the numbers of image_noise), so memory is bounded by the chunk, not K
-        streams = [np.random.default_rng([int(seed), first_index + start + j]) for j in range(b)]
+        streams = image_streams(seed, range(first_index + start, first_index + start + b))
         log_w, log_lik, kl_groups = [], [], 0.0
         for s0 in range(0, k, samples_per_call):
             rows = min(samples_per_call, k - s0)
