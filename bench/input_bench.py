@@ -97,6 +97,7 @@ def child(kind: str, arg: str) -> dict:
         from tfvae.models import build_model
 
         cfg = RunConfig().resolved()
+        cfg.model.model, cfg.model.latent_dim = "vae", 32  # the one-layer VAE these figures were made with
         cfg.model.image_shape = [28, 28, 1]
         images = np.random.default_rng(0).integers(0, 256, (BATCH * 8, 28, 28, 1), dtype=np.uint8)
         model = build_model(cfg.model)

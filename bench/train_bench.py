@@ -154,12 +154,14 @@ def kerasio_reference(x, steps, windows, batch=128):
 
 def row_model_config(arch: str = "default", latent=None):
     """The resolved ModelConfig a row trains: ``kerasio`` (the example's layers, latent 2),
-    ``mlp`` (pytorch/examples' MLP 784-400-20) or ``default`` (tfvae's conv VAE)."""
+    ``mlp`` (pytorch/examples' MLP 784-400-20), both one-layer VAEs; ``default``
+    (``python cli.py train``'s model: the hierarchical VAE), or with ``latent`` the one-layer
+    conv VAE with that latent dimension (the latent sweep)."""
     from tfvae.config import ModelConfig, RunConfig
 
-    shapes = {"kerasio": {"arch": "kerasio", "latent_dim": 2},
-              "mlp": {"arch": "mlp", "latent_dim": 20, "hidden_units": [400]},
-              "default": {"latent_dim": latent or 32}}
+    shapes = {"kerasio": {"model": "vae", "arch": "kerasio", "latent_dim": 2},
+              "mlp": {"model": "vae", "arch": "mlp", "latent_dim": 20, "hidden_units": [400]},
+              "default": {"model": "vae", "latent_dim": latent} if latent else {}}
     return RunConfig(model=ModelConfig(image_shape=[28, 28, 1], **shapes[arch])).resolved().model
 
 
@@ -463,7 +465,7 @@ def main():
     same16 = row("tfvae, keras-io arch., mixed bfloat16", {"kind": "tfvae", "arch": "kerasio",
                                                            "binarization": "none", "spe": "window",
                                                            "precision": "mixed_bfloat16"})
-    default = row("tfvae default (conv, latent 32)", {"kind": "tfvae"})  # 1 step per call, as train runs
+    default = row("tfvae default (hierarchical VAE)", {"kind": "tfvae"})  # 1 step per call, as train runs
     row(f"tfvae default, {args.window} steps per call", {"kind": "tfvae", "spe": "window"})
     row("tfvae default, mixed bfloat16", {"kind": "tfvae", "precision": "mixed_bfloat16"})
     torch_row = row("PyTorch peer (MLP 784-400-20)", {"kind": "torch"}, arch="mlp")
@@ -483,7 +485,7 @@ def main():
         row(f"batch {batch}", {"kind": "tfvae", "batch": batch, "steps": max(10, args.window * 128 // batch),
                                "spe": "window"})
     for latent in (2, 16, 64):
-        row(f"latent {latent}", {"kind": "tfvae", "latent": latent, "spe": "window"})
+        row(f"one-layer VAE, latent {latent}", {"kind": "tfvae", "latent": latent, "spe": "window"})
 
     print("\n== evaluate: importance-weighted NLL on 1,000 test images (default model) ==")
     ks = [100, 1000] if args.quick else [100, 1000, 5000]

@@ -99,7 +99,7 @@ def train_mnist_slice(tmp_path_factory, name, examples, validation, epochs, late
     """Train on the first ``examples`` MNIST training images through the CLI, once per test
     session (:func:`built_once`); return the run dir (its stdout beside it, ``train_stdout.txt``)."""
     def build(folder):
-        result = run_cli("train", "--dataset", "mnist", "--max-train-examples", examples, "--validation-size",
+        result = run_cli("train", "--model", "vae", "--dataset", "mnist", "--max-train-examples", examples, "--validation-size",
                          validation, "--epochs", epochs, "--latent-dim", latent_dim, "--run-dir", folder / "run")
         assert result.returncode == 0, result.stderr[-2000:]
         (folder / "train_stdout.txt").write_text(result.stdout)  # what training printed into a pipe

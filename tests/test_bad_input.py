@@ -254,7 +254,7 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["train", "--model", "ae", "--objective", "iwae", "--train-iw-samples", "5"], "--objective iwae"),
         (["train", "--prior", "vamp", "--model", "pca"], "--prior"),
         (["train", "--free-bits", "-1"], "--free-bits"),
-        (["train", "--free-bits", "0.5", "--prior", "mog"], "--free-bits"),
+        (["train", "--model", "vae", "--free-bits", "0.5", "--prior", "mog"], "--free-bits"),
         (["train", "--ema-decay", "1"], "--ema-decay"),
         (["train", "--preset", "mnist-worst"], "--preset"),
         (["train", "--resume", run, "--preset", "mnist-best"], "--preset"),
@@ -385,7 +385,7 @@ def test_multiworker_options_its_loop_does_not_run_are_refused_before_any_worker
     tf_config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}})
     idx = make_idx_folder(tmp_path / "idx")
     for extra in (["--jit"], ["--steps-per-execution", "4"]):
-        result = run_cli("train", "--idx-dir", idx, "--validation-size", 5, "--strategy", "multiworker", *extra,
+        result = run_cli("train", "--model", "vae", "--idx-dir", idx, "--validation-size", 5, "--strategy", "multiworker", *extra,
                          "--run-dir", tmp_path / "run", env={"TF_CONFIG": tf_config}, timeout=120)
         assert_one_line_error(result, "without --jit or --steps-per-execution")
         assert not (tmp_path / "run").exists()
@@ -409,7 +409,7 @@ def test_round_three_cases_that_need_their_own_environment(run_dir, export_dir, 
     before = snapshot(tmp_path)
     # 3. several workers: a TF_CONFIG whose task is not an object
     config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": [0]})
-    result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
+    result = run_cli("train", "--model", "vae", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
     assert_one_line_error(result, "TF_CONFIG: task must be an object")
     # 2. a --preset file that is not valid JSON
     with monkeypatch.context() as m:

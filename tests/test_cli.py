@@ -103,6 +103,7 @@ BAD_TRAIN_OPTIONS = [
     (["--model", "hvae", "--group-dims", "16"], "--group-dims: a hierarchical VAE needs at least 2 latent groups"),
     (["--model", "hvae", "--group-dims", "16,0"], "--group-dims must be a list of positive integers"),
     (["--model", "hvae", "--latent-dim", "20"], "--latent-dim of an hvae is the sum of --group-dims"),
+    (["--latent-dim", "20"], "or --model vae for a one-layer VAE"),  # the default model is the hvae
     (["--preset", "mnist-hvae", "--latent-dim", "20"], "--latent-dim of an hvae is the sum of --group-dims"),
     (["--model", "vae", "--group-dims", "8,8"], "--group-dims needs --model hvae"),
     (["--model", "hvae", "--prior", "vamp"], "--prior vamp needs --model vae"),
@@ -121,7 +122,7 @@ def test_bad_train_options(tmp_path, args, fragment):
 
 
 def test_unknown_dataset_suggests_close_matches(tmp_path):
-    result = run_cli("train", "--dataset", "mnsit", "--run-dir", tmp_path / "run")
+    result = run_cli("train", "--model", "vae", "--dataset", "mnsit", "--run-dir", tmp_path / "run")
     assert_one_line_error(result, "unknown dataset 'mnsit'", "mnist")
     assert not (tmp_path / "run").exists()
 
@@ -129,7 +130,7 @@ def test_unknown_dataset_suggests_close_matches(tmp_path):
 def test_missing_dataset_says_how_to_provide_it(tmp_path):
     empty = tmp_path / "tfds"
     empty.mkdir()
-    result = run_cli("train", "--dataset", "mnist", "--data-dir", empty, "--run-dir", tmp_path / "run")
+    result = run_cli("train", "--model", "vae", "--dataset", "mnist", "--data-dir", empty, "--run-dir", tmp_path / "run")
     assert_one_line_error(result, "TFDS_DATA_DIR", "--data-dir", "--idx-dir")
     assert result.returncode == 2
 
@@ -137,11 +138,11 @@ def test_missing_dataset_says_how_to_provide_it(tmp_path):
 def test_idx_folder_with_missing_or_malformed_files(tmp_path):
     folder = make_idx_folder(tmp_path / "idx", gz=False)
     (folder / "train-labels-idx1-ubyte").unlink()
-    assert_one_line_error(run_cli("train", "--idx-dir", folder, "--run-dir", tmp_path / "r1"), "train-labels")
+    assert_one_line_error(run_cli("train", "--model", "vae", "--idx-dir", folder, "--run-dir", tmp_path / "r1"), "train-labels")
     folder = make_idx_folder(tmp_path / "idx2", gz=False)
     images = folder / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-5])
-    assert_one_line_error(run_cli("train", "--idx-dir", folder, "--run-dir", tmp_path / "r2"), str(images))
+    assert_one_line_error(run_cli("train", "--model", "vae", "--idx-dir", folder, "--run-dir", tmp_path / "r2"), str(images))
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
 
 
@@ -150,7 +151,7 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
     run_dir.mkdir()
     (run_dir / "notes.txt").write_text("precious")
     folder = make_idx_folder(tmp_path / "idx")
-    result = run_cli("train", "--idx-dir", folder, "--validation-size", 5, "--epochs", 1, "--run-dir", run_dir)
+    result = run_cli("train", "--model", "vae", "--idx-dir", folder, "--validation-size", 5, "--epochs", 1, "--run-dir", run_dir)
     assert_one_line_error(result, "already exists")
     assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt"]
     assert (run_dir / "notes.txt").read_text() == "precious"
@@ -166,7 +167,7 @@ def test_commands_reject_a_folder_that_is_not_a_run(tmp_path, command):
 def test_train_on_an_idx_folder_with_an_odd_image_size(tmp_path):
     folder = make_idx_folder(tmp_path / "idx", n_train=60, n_test=10)  # 6×5 images
     run_dir = tmp_path / "run"
-    result = run_cli("train", "--dataset", "toy", "--idx-dir", folder, "--validation-size", 20, "--epochs", 1,
+    result = run_cli("train", "--model", "vae", "--dataset", "toy", "--idx-dir", folder, "--validation-size", 20, "--epochs", 1,
                      "--batch-size", 20, "--latent-dim", 2, "--hidden-units", "16", "--conv-filters", "4,8",
                      "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -51,7 +51,7 @@ def colour_export_dir(tmp_path_factory):
         t = (xx if i % 2 else yy)[..., None]
         Image.fromarray(np.round(255 * ((1 - t) * a + t * b)).astype(np.uint8)).save(root / f"{i:03d}.png")
     run = root / "run"
-    result = run_cli("train", "--image-dir", root, "--likelihood", "logistic", "--epochs", 12, "--batch-size", 16,
+    result = run_cli("train", "--model", "vae", "--image-dir", root, "--likelihood", "logistic", "--epochs", 12, "--batch-size", 16,
                      "--learning-rate", 0.003,
                      "--validation-size", 16, "--latent-dim", 4, "--conv-filters", "8,16", "--hidden-units", 32,
                      "--run-dir", run)

@@ -235,7 +235,7 @@ def dsprites_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dsprites")
     runs = {}
     for name, extra in (("vae", ["--model", "vae"]), ("btcvae", ["--model", "btcvae", "--beta", "6"])):
-        result = run_cli("train", *ARCH, *extra, "--run-dir", root / name, "--no-tensorboard")
+        result = run_cli("train", "--model", "vae", *ARCH, *extra, "--run-dir", root / name, "--no-tensorboard")
         assert result.returncode == 0, result.stderr[-2000:]
         runs[name] = root / name
     return runs

@@ -99,7 +99,7 @@ def read_only(tmp_path, run_dir):
 
 
 COMMANDS = [
-    ("train", lambda m: ["train", "--dataset", "mnist", "--max-train-examples", 500, "--validation-size", 100,
+    ("train", lambda m: ["train", "--model", "vae", "--dataset", "mnist", "--max-train-examples", 500, "--validation-size", 100,
                          "--epochs", 1, "--latent-dim", 4, "--run-dir", m / "newrun"]),
     ("evaluate", lambda m: ["evaluate", m / "run", "--iw-samples", 2, "--max-examples", 20]),
     ("export", lambda m: ["export", m / "run", "--out", m / "out", "--name", "e", "--tflite"]),

@@ -22,7 +22,7 @@ N_IMAGES = 40
 @pytest.fixture(scope="module")
 def one_d_run(tmp_path_factory, tfds_dir):
     run_dir = tmp_path_factory.mktemp("latent1") / "run"
-    result = run_cli("train", "--dataset", "mnist", "--arch", "mlp", "--hidden-units", "64", "--latent-dim", 1,
+    result = run_cli("train", "--model", "vae", "--dataset", "mnist", "--arch", "mlp", "--hidden-units", "64", "--latent-dim", 1,
                      "--max-train-examples", 3000, "--validation-size", 500, "--epochs", 2, "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     return run_dir

@@ -180,7 +180,7 @@ def test_untrained_classifier_features_shape():
 
 def train_slice(tmp_path_factory, name, *args):
     run_dir = tmp_path_factory.mktemp(name) / "run"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 2000, "--validation-size", 500,
+    result = run_cli("train", "--model", "vae", "--dataset", "mnist", "--max-train-examples", 2000, "--validation-size", 500,
                      "--epochs", 1, "--latent-dim", 4, "--run-dir", run_dir, *args)
     assert result.returncode == 0, result.stderr[-2000:]
     return run_dir

@@ -55,7 +55,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     epochs = 4
     args = [*SLICE[:3], 4000, *SLICE[4:], "--deterministic", "--epochs", epochs]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = start_cli("train", *args, "--run-dir", killed)
+    proc = start_cli("train", "--model", "vae", *args, "--run-dir", killed)
     metadata = killed / "backup" / "training_metadata.json"
 
     def after_a_backup():
@@ -80,7 +80,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical_to_an_uninterrupted_run(
     assert summary["resumed_from_epoch"] == done
     assert not (killed / "backup").exists()
 
-    result = run_cli("train", *args, "--run-dir", clean)
+    result = run_cli("train", "--model", "vae", *args, "--run-dir", clean)
     assert result.returncode == 0, result.stderr[-2000:]
     resumed, uninterrupted = (weights(d / "checkpoints" / "last.weights.h5") for d in (killed, clean))
     assert resumed.keys() == uninterrupted.keys() and len(resumed) > 10
@@ -119,7 +119,7 @@ def test_sigkill_during_export_leaves_no_half_written_version(run_dir, tmp_path)
 
 def test_diverging_loss_stops_with_a_clear_message(tmp_path, tfds_dir):
     run_dir = tmp_path / "nan"
-    result = run_cli("train", *SLICE, "--epochs", 3, "--learning-rate", "1e6", "--run-dir", run_dir)
+    result = run_cli("train", "--model", "vae", *SLICE, "--epochs", 3, "--learning-rate", "1e6", "--run-dir", run_dir)
     assert result.returncode == 3
     assert_one_line_error(result, "NaN or Inf", "epoch 1, step", "--learning-rate")
     # No checkpoint was written from non-finite weights; the run's config is intact.
@@ -140,6 +140,7 @@ MIRRORED = textwrap.dedent("""
     from tfvae.models import build_model
 
     cfg = RunConfig().resolved()
+    cfg.model.model = "vae"
     cfg.model.image_shape, cfg.model.latent_dim, cfg.model.hidden_units = [28, 28, 1], 4, [32]
     cfg.model.conv_filters = [8, 16]
     images = (np.random.default_rng(0).random((256, 28, 28, 1)) * 255).astype(np.uint8)
@@ -178,7 +179,7 @@ def test_ctrl_c_or_sigterm_stops_after_the_epoch_backup_and_resume_finishes(tmp_
     epoch's backup is written, the exit status is 128 + the signal, the last line says how
     to resume, and the resumed run finishes every epoch once."""
     run_dir = tmp_path / "interrupted"
-    proc = start_cli("train", *SLICE, "--epochs", 4, "--run-dir", run_dir)
+    proc = start_cli("train", "--model", "vae", *SLICE, "--epochs", 4, "--run-dir", run_dir)
     wait_for(lambda: (run_dir / "backup" / "training_metadata.json").exists() or proc.poll() is not None,
              what="the first epoch's backup")
     proc.send_signal(signum)
@@ -200,7 +201,7 @@ def test_ctrl_c_or_sigterm_stops_after_the_epoch_backup_and_resume_finishes(tmp_
 
 def test_divergence_after_good_epochs_keeps_the_last_good_checkpoint(tmp_path, tfds_dir):
     run_dir = tmp_path / "diverge"
-    proc = start_cli("train", *SLICE, "--epochs", 4, "--run-dir", run_dir)
+    proc = start_cli("train", "--model", "vae", *SLICE, "--epochs", 4, "--run-dir", run_dir)
     wait_for(lambda: (run_dir / "backup" / "training_metadata.json").exists() or proc.poll() is not None,
              what="the first epoch's backup")
     proc.send_signal(signal.SIGINT)  # stop cleanly after a good epoch

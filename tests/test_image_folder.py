@@ -253,7 +253,7 @@ def test_cli_refuses_conflicting_or_misplaced_image_options_in_one_line(tmp_path
         (["--image-dir", tmp_path / "d", "--image-size", "8,x"], "--image-size must be H,W"),
         (["--image-dir", tmp_path / "d", "--idx-dir", tmp_path], "--image-dir and --idx-dir"),
     ]:
-        result = run_cli("train", *args, "--run-dir", tmp_path / "never")
+        result = run_cli("train", "--model", "vae", *args, "--run-dir", tmp_path / "never")
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.stderr
@@ -370,7 +370,7 @@ def colour_folder(tmp_path_factory, tfds_dir):
 @pytest.mark.parametrize("likelihood", ["gaussian", "logistic"])
 def test_a_colour_folder_trains_and_evaluate_reports_bits_per_dim(colour_folder, tmp_path, likelihood):
     run = tmp_path / "run"
-    result = run_cli("train", "--image-dir", colour_folder, "--likelihood", likelihood, "--validation-size", 200,
+    result = run_cli("train", "--model", "vae", "--image-dir", colour_folder, "--likelihood", likelihood, "--validation-size", 200,
                      "--epochs", 4, "--batch-size", 24, "--latent-dim", 8, "--conv-filters", "16,32",
                      "--hidden-units", "64", "--run-dir", run, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]

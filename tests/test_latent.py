@@ -49,7 +49,7 @@ def test_interpolation_endpoints_decode_to_the_reconstructions(run_dir, tmp_path
 @pytest.mark.slow
 def test_manifold_grid_has_the_requested_shape(tmp_path, tfds_dir):
     run_dir = tmp_path / "z2"
-    result = run_cli("train", "--dataset", "mnist", "--max-train-examples", 1000, "--validation-size", 500,
+    result = run_cli("train", "--model", "vae", "--dataset", "mnist", "--max-train-examples", 1000, "--validation-size", 500,
                      "--epochs", 1, "--latent-dim", 2, "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     result = run_cli("latent", run_dir, "--grid", 7)
@@ -108,7 +108,7 @@ def test_latent_commands_bad_input(run_dir, tmp_path):
     # A model of 6×5 images cannot score 28×28 MNIST.
     folder = make_idx_folder(tmp_path / "idx", n_train=60, n_test=10)
     toy = tmp_path / "toy"
-    result = run_cli("train", "--dataset", "toy", "--idx-dir", folder, "--validation-size", 20, "--epochs", 1,
+    result = run_cli("train", "--model", "vae", "--dataset", "toy", "--idx-dir", folder, "--validation-size", 20, "--epochs", 1,
                      "--batch-size", 20, "--latent-dim", 2, "--hidden-units", 16, "--conv-filters", "4,8",
                      "--run-dir", toy)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -12,7 +12,7 @@ from tfvae.models import build_model
 
 
 def model_config(arch, likelihood, sigma, shape, latent=4):
-    cfg = RunConfig(model=ModelConfig(arch=arch, likelihood=likelihood, sigma=sigma, latent_dim=latent,
+    cfg = RunConfig(model=ModelConfig(model="vae", arch=arch, likelihood=likelihood, sigma=sigma, latent_dim=latent,
                                       hidden_units=[32], conv_filters=[8, 16], image_shape=list(shape)))
     return cfg.resolved().model
 
@@ -85,7 +85,7 @@ def test_mc_samples_average_the_reconstruction_term():
 @pytest.mark.slow
 def test_short_real_mnist_training_lowers_validation_loss(tfds_dir):
     data = load_dataset(DataConfig(dataset="mnist", max_train_examples=8000, validation_size=2000))
-    cfg = RunConfig(model=ModelConfig(latent_dim=16, image_shape=[28, 28, 1])).resolved()
+    cfg = RunConfig(model=ModelConfig(model="vae", latent_dim=16, image_shape=[28, 28, 1])).resolved()
     keras.utils.set_random_seed(0)
     model = build_model(cfg.model, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-TRAIN = ["train", "--dataset", "mnist", "--max-train-examples", 640, "--validation-size", 100, "--batch-size", 64,
+TRAIN = ["train", "--model", "vae", "--dataset", "mnist", "--max-train-examples", 640, "--validation-size", 100, "--batch-size", 64,
          "--latent-dim", 4, "--arch", "mlp", "--hidden-units", 64, "--deterministic"]
 EPOCHS = 4
 WAIT = 600  # seconds: the bound on any one worker process
@@ -155,13 +155,13 @@ def test_a_bad_tf_config_is_one_line(tmp_path):
                             ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
                              "is not one of the cluster's workers"),
                             ('{"cluster": {"worker": "127.0.0.1:1"}}', "cluster.worker must be a list")]:
-        result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
+        result = run_cli("train", "--model", "vae", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     for config, message in [('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": "worker 0"}', "task must be an object"),
                             ('{"cluster": {"worker": ["127.0.0.1:1"], "chief": "127.0.0.1:2"}, '
                              '"task": {"type": "worker", "index": 0}}', "cluster.chief must be a list")]:
-        result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
+        result = run_cli("train", "--model", "vae", "--strategy", "multiworker", "--run-dir", tmp_path / "r", env={"TF_CONFIG": config})
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
 
@@ -198,7 +198,7 @@ def test_a_worker_whose_peers_never_come_gives_up_in_one_line(tmp_path):
     config = local_tf_configs(2)[0]
     peer = json.loads(config)["cluster"]["worker"][1]
     start = time.monotonic()
-    result = run_cli("train", "--dataset", "mnist", "--strategy", "multiworker", "--worker-timeout", 3,
+    result = run_cli("train", "--model", "vae", "--dataset", "mnist", "--strategy", "multiworker", "--worker-timeout", 3,
                      "--run-dir", tmp_path / "r", env={"TF_CONFIG": config}, timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and time.monotonic() - start < 100
@@ -218,7 +218,7 @@ def test_a_busy_worker_address_is_named_as_such(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         config["cluster"]["worker"][0] = f"127.0.0.1:{port}"
-        result = run_cli("train", "--strategy", "multiworker", "--run-dir", tmp_path / "r",
+        result = run_cli("train", "--model", "vae", "--strategy", "multiworker", "--run-dir", tmp_path / "r",
                          env={"TF_CONFIG": json.dumps(config)}, timeout=120)
     assert result.returncode == 2 and f"127.0.0.1:{port} is busy" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

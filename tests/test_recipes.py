@@ -18,7 +18,7 @@ SHAPE = (28, 28, 1)
 
 
 def config(latent=4, **extra):
-    cfg = RunConfig(model=ModelConfig(latent_dim=latent, hidden_units=[32], conv_filters=[8, 16],
+    cfg = RunConfig(model=ModelConfig(model="vae", latent_dim=latent, hidden_units=[32], conv_filters=[8, 16],
                                       image_shape=list(SHAPE), **extra))
     return cfg.resolved().model
 

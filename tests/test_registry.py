@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tfvae.config import RunConfig
+from tfvae.config import RunConfig, TrainConfig, load_preset
 from tfvae.errors import TfvaeError
 from tfvae.models import registry
 
@@ -148,3 +148,33 @@ def test_capabilities_are_data_and_names_are_unique():
         registry.family("gan")
     assert registry.with_capability(latent_groups=True) == ("hvae",)
     assert "cvae" not in registry.with_capability(exportable_decoder=True)
+
+
+def test_train_uses_the_default_familys_recipe_where_the_command_line_and_preset_are_silent(monkeypatch, tmp_path):
+    """``python cli.py train --dataset mnist`` trains the hierarchical VAE with its family's
+    recipe (issue 28); an option given on the command line, or a preset, wins over it; another
+    family keeps TrainConfig's defaults. ``--help`` shows both defaults."""
+    import tfvae.training
+
+    seen = []
+
+    def fake_train(cfg, run_dir, **_):
+        seen.append(cfg)
+        return {"run_dir": str(run_dir), "epochs": cfg.train.epochs}
+
+    monkeypatch.setattr(tfvae.training, "train", fake_train)
+    recipe = registry.recipe_for(registry.DEFAULT_FAMILY)
+    assert registry.family(registry.DEFAULT_FAMILY).latent_groups and recipe["epochs"] != TrainConfig().epochs
+    for args in ([], ["--epochs", 7], ["--model", "vae"], ["--preset", "mnist-hvae"]):
+        result = invoke("train", "--dataset", "mnist", *args, "--run-dir", tmp_path / "r")
+        assert result.exit_code == 0, result.output[-2000:]
+    default, shorter, vae, preset = (cfg.train for cfg in seen)
+    assert seen[0].model.model == registry.DEFAULT_FAMILY
+    assert {k: getattr(default, k) for k in recipe} == recipe
+    assert shorter.epochs == 7 and {k: getattr(shorter, k) for k in recipe if k != "epochs"} == \
+        {k: v for k, v in recipe.items() if k != "epochs"}
+    assert seen[2].model.model == "vae" and {k: getattr(vae, k) for k in recipe} == \
+        {k: getattr(TrainConfig(), k) for k in recipe}
+    assert preset.epochs == load_preset("mnist-hvae")["train"]["epochs"]
+    shown = " ".join(invoke("train", "--help").output.split())
+    assert f"--model {registry.DEFAULT_FAMILY}: {recipe['epochs']}" in shown and "[default: hvae]" in shown

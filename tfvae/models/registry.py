@@ -22,7 +22,7 @@ LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "logistic")
 PRIOR_NAMES = ("standard", "mog", "vamp")
 OBJECTIVE_NAMES = ("elbo", "iwae")
 ARCHITECTURE_NAMES = ("mlp", "conv", "kerasio", "resnet")
-DEFAULT_FAMILY = "vae"  # the --model a run gets when none is given
+DEFAULT_FAMILY = "hvae"  # the --model a run gets when none is given (issue 28: the VAE before)
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ class Family:
         evaluation: what ``evaluate`` reports: ``iw_nll`` (importance-weighted NLL, −ELBO,
             KL, active units), ``closed_form`` (exact log-density), or None (refused).
         objective_label: the objective's name in ``compare`` when not variational.
+        recipe: the family's training recipe, ``(TrainConfig field, value)`` pairs that
+            ``train`` uses where neither the command line nor ``--preset`` sets the option
+            (:func:`recipe_for`); the other options keep :class:`tfvae.config.TrainConfig`'s
+            defaults.
     """
 
     name: str
@@ -79,6 +83,7 @@ class Family:
     kl_schedule: bool = True
     evaluation: Optional[str] = "iw_nll"
     objective_label: str = ""
+    recipe: tuple = ()
 
     @property
     def keras(self) -> bool:
@@ -148,6 +153,16 @@ def of(cfg) -> Family:
     """The family of a ModelConfig or RunConfig."""
     model_cfg = getattr(cfg, "model", cfg)
     return family(model_cfg if isinstance(model_cfg, str) else model_cfg.model)
+
+
+def recipe_for(name: str) -> dict:
+    """The training settings family ``name`` defaults to (its :attr:`Family.recipe`), as
+    ``{TrainConfig field: value}``; empty for a family that keeps TrainConfig's defaults.
+
+    Raises:
+        TfvaeError: unknown family.
+    """
+    return dict(family(name).recipe)
 
 
 def with_capability(**wanted) -> tuple:
@@ -226,7 +241,10 @@ register(Family(
     exportable_decoder=False, kl_schedule=False, evaluation="closed_form", objective_label="closed form"))
 register(Family(
     "hvae", "a top-down hierarchical VAE with --group-dims latent groups (Sønderby et al. 2016; Vahdat & Kautz 2020)",
-    model_class="tfvae.models.hvae:HierarchicalVAE", latent_groups=True, objectives=OBJECTIVE_NAMES))
+    model_class="tfvae.models.hvae:HierarchicalVAE", latent_groups=True, objectives=OBJECTIVE_NAMES,
+    # The default model's recipe (issue 28, bench/results/time_to_quality.json): free bits keep every group in
+    # use, cosine decay over 50 epochs and an EMA of the weights (README "Time to quality").
+    recipe=(("epochs", 50), ("lr_schedule", "cosine"), ("ema_decay", 0.999), ("free_bits", 0.1))))
 register(Family(
     "vqvae", "VQ-VAE: a grid of discrete codes, the codebook updated by moving averages, and a learned "
              "autoregressive prior over the grid (van den Oord et al. 2017; Razavi et al. 2019)",
