@@ -320,12 +320,15 @@ def cli():
               help="elbo, or iwae: the importance-weighted bound with --train-iw-samples K (Burda et al. 2015).")
 @click.option("--train-iw-samples", type=click.IntRange(1, 100000), default=D_TRAIN.train_iw_samples, show_default=True,
               help="K importance samples per image of the iwae objective.")
-@click.option("--free-bits", type=Finite(min=0), default=D_TRAIN.free_bits, show_default=_recipe_default("free_bits"),
+@click.option("--free-bits", type=Finite(min=0), default=D_TRAIN.free_bits,
+              show_default=_recipe_default("free_bits"),
               help="λ nats per latent dimension: the loss uses Σ_d max(λ, KL_d) (Kingma et al. 2016); 0: off.")
-@click.option("--ema-decay", type=Finite(0, 1, max_open=True), default=D_TRAIN.ema_decay, show_default=_recipe_default("ema_decay"),
+@click.option("--ema-decay", type=Finite(0, 1, max_open=True), default=D_TRAIN.ema_decay,
+              show_default=_recipe_default("ema_decay"),
               help="Exponential moving average of the weights (e.g. 0.999), used for validation, checkpoints, "
                    "evaluation and export; 0: off.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule, show_default=_recipe_default("lr_schedule"),
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule,
+              show_default=_recipe_default("lr_schedule"),
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
 @click.option("--steps-per-execution", type=COUNT, default=D_TRAIN.steps_per_execution,
               help=f"Optimizer steps per tf.function call (lowered to the largest divisor of one epoch's steps "
@@ -340,7 +343,8 @@ def cli():
               help="Raise the KL weight linearly from 0 to β over this many epochs.")
 @click.option("--mc-samples", type=click.IntRange(1, 100000), default=D_TRAIN.mc_samples, show_default=True,
               help="Reparameterized z samples per image in the reconstruction term.")
-@click.option("--epochs", type=click.IntRange(1, 1000000), default=D_TRAIN.epochs, show_default=_recipe_default("epochs"), help="Passes over the training split.")
+@click.option("--epochs", type=click.IntRange(1, 1000000), default=D_TRAIN.epochs, show_default=_recipe_default("epochs"),
+              help="Passes over the training split.")
 @click.option("--batch-size", type=click.IntRange(1, 1000000), default=D_TRAIN.batch_size, show_default=True, help="Images per step.")
 @click.option("--learning-rate", type=Finite(min=0, min_open=True), default=D_TRAIN.learning_rate, show_default=True, help="Adam step size.")
 @click.option("--seed", type=SEED, default=D_TRAIN.seed, show_default=True,
@@ -418,8 +422,9 @@ def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_frac
             values[key] = value
     if resume_dir is None and registry.family(values["model"]).latent_groups \
             and source("latent_dim") == ParameterSource.COMMANDLINE:
+        default = "" if source("model") == ParameterSource.COMMANDLINE else f" (the default model is {values['model']})"
         raise TfvaeError(f"--latent-dim of an hvae is the sum of --group-dims; give --group-dims instead, or "
-                         f"--model vae for a one-layer VAE{'' if source('model') == ParameterSource.COMMANDLINE else ' (the default model is hvae)'}")
+                         f"--model vae for a one-layer VAE{default}")
     cfg = RunConfig.from_options(values)
     if preset is not None:
         cfg.meta["preset"] = preset
