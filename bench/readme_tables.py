@@ -604,11 +604,15 @@ def render_time_to_quality() -> str:
     for name in ("previous", "new"):
         r = f["recipes"][name]
         summary, last = r["train_summary"], r["snapshots"][-1]
+        spe = r.get("train_config", {}).get("steps_per_execution", 1)
+        if spe != 1 and "--steps-per-execution" not in r["command"]:  # what it ran, whatever today's default
+            r = {**r, "command": f"{r['command']} --steps-per-execution {spe}"}
         trained = (f"{summary['stopped_after_epoch']} of {summary['of_epochs']} (stopped)"
                    if "stopped_after_epoch" in summary else f"{r['train_config']['epochs']}")
         per_epoch = summary.get("seconds_per_epoch")
         per_epoch = f"{per_epoch:.1f}" if per_epoch else ""
-        model = MODEL_NAMES.get(r.get("model"), r.get("model", "")).removeprefix("the ")
+        family = r.get("model", "vae")  # records without the field were made when the default was the VAE
+        model = MODEL_NAMES.get(family, family).removeprefix("the ")
         full = [p for p in r["evaluated"] if p["iw_samples"] == 1000 and p.get("num_images") == 10000]
         if r["reached"]:
             point = next(p for p in full if p["epoch"] == r["epochs_to_target"])
