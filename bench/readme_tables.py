@@ -425,11 +425,15 @@ def _gaussian_bits(nats: float, image_shape) -> float:
 MODEL_NAMES = {"hvae": "the hierarchical VAE", "vae": "the one-layer VAE"}
 
 
-def _run_model(folder) -> "str | None":
-    """The model family in a copied run's config.json (None when there is none)."""
+def _run_model(folder, file: str = "config.json", *above: str) -> "str | None":
+    """The model family in a run's ``config.json`` in ``folder`` (or in ``file`` there, under
+    the keys ``above``, e.g. a model card's ``config``); None when there is none."""
     try:
-        return json.loads((Path(folder) / "config.json").read_text())["model"]["model"]
-    except (OSError, ValueError, KeyError):
+        record = json.loads((Path(folder) / file).read_text())
+        for key in above:
+            record = record[key]
+        return record["model"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
@@ -568,11 +572,7 @@ def render_pretrained() -> str:
     t, p = f["test"], f["test"]["protocol"]
     d = f["max_abs_difference_to_float32_savedmodel"]
     sizes = f["files"]
-    card = ROOT / f["export"] / "tflite" / "1" / "model_card.json"
-    try:
-        family = json.loads(card.read_text())["config"]["model"]["model"]
-    except (OSError, ValueError, KeyError):
-        family = None
+    family = _run_model(ROOT / f["export"] / "tflite" / "1", "model_card.json", "config")
     model = f"{MODEL_NAMES.get(family, family)}, " if family else ""
     out = [f"Made on: {_machine(record)}. The default recipe when made ({model}`{f['train_command']}`); test NLL "
            f"**{t['nll']:.2f} ± {t['nll_stderr']:.2f} nats** (K = {p['iw_samples']:,} importance samples, all "
