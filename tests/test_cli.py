@@ -106,6 +106,9 @@ BAD_TRAIN_OPTIONS = [
     (["--latent-dim", "20"], "or --model vae for a one-layer VAE"),  # the default model is the hvae
     (["--preset", "mnist-hvae", "--latent-dim", "20"], "--latent-dim of an hvae is the sum of --group-dims"),
     (["--model", "vae", "--group-dims", "8,8"], "--group-dims needs --model hvae"),
+    (["--group-maps", "4,2,1"], "--group-maps has 3 entries, but the decoder has 2 resolutions"),
+    (["--group-maps", "4,0"], "--group-maps must be a list of positive integers"),
+    (["--arch", "mlp", "--group-maps", "4"], "--group-maps needs --arch conv or resnet"),
     (["--model", "hvae", "--prior", "vamp"], "--prior vamp needs --model vae"),
     (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
     pytest.param(["--precision", "mixed_float16"], "--precision mixed_float16: this machine has no GPU",

@@ -7,7 +7,7 @@ from scipy.stats import norm
 import pytest
 import tensorflow as tf
 
-from tfvae.config import ModelConfig
+from tfvae.config import ModelConfig, latent_group_sizes
 from tfvae.evaluate import evaluate_images
 from tfvae.models.hvae import group_slices
 from tfvae.models import build_model
@@ -15,10 +15,15 @@ from tfvae.models import build_model
 SHAPE = [8, 8, 1]
 
 
-def tiny(groups=(3, 2), arch="mlp", objective="elbo", free_bits=0.0, seed=0):
+MAPS = [2, 1]  # latent maps of 2 channels at 2×2 and 1 channel at 4×4 (conv_filters 4, 8 on 8×8 images)
+
+
+def tiny(groups=(3, 2), arch="mlp", objective="elbo", free_bits=0.0, seed=0, maps=None, flows=0):
     keras.utils.set_random_seed(seed)  # the weights' initialization
     cfg = ModelConfig(model="hvae", arch=arch, latent_dim=sum(groups), group_dims=list(groups), hvae_width=16,
-                      hidden_units=[24], conv_filters=[4, 8], res_blocks=1, image_shape=SHAPE)
+                      hidden_units=[24], conv_filters=[4, 8], res_blocks=1, image_shape=SHAPE, group_maps=maps,
+                      posterior_flows=flows)
+    cfg.latent_dim = sum(latent_group_sizes(cfg))
     return build_model(cfg, objective=objective, iw_samples=4, free_bits=free_bits, seed=seed)
 
 
@@ -97,19 +102,29 @@ def test_free_bits_floor_each_groups_kl():
     assert float(kl) < 50.0 * model.latent_dim
 
 
-def test_importance_weighted_bound_is_above_the_elbo_and_rises_with_k():
-    model = tiny(groups=(2, 2, 2))
+@pytest.mark.parametrize("arch,maps,flows", [("mlp", None, 0), ("conv", MAPS, 0), ("mlp", None, 2)])
+def test_importance_weighted_bound_is_above_the_elbo_and_rises_with_k(arch, maps, flows):
+    model = tiny(groups=(2, 2, 2), arch=arch, maps=maps, flows=flows)
+    if flows:  # flows that are not the identity (the output layers start at zero)
+        for step in (s for group in model.cells.flows for s in group):
+            step.outputs.kernel.assign(tf.random.normal(step.outputs.kernel.shape, stddev=0.3, seed=1))
     x = images(40)
     result = {k: evaluate_images(model, x, iw_samples=k, progress=False) for k in (1, 10, 100)}
     np.testing.assert_allclose(result[1]["nll"], result[1]["neg_elbo"], rtol=1e-4)  # K = 1: the ELBO itself
     assert result[10]["nll"].mean() < result[1]["neg_elbo"].mean()
     assert result[100]["nll"].mean() < result[10]["nll"].mean()
+    # With the same K samples, log (1/K) Σ_k w_k >= (1/K) Σ_k log w_k for every image (Jensen):
+    # the importance-weighted bound of the hierarchical proposal is above its ELBO.
+    eps = tf.random.stateless_normal((10, len(x), model.latent_dim), seed=[0, 1])
+    log_w = model.log_weights(tf.constant(x), eps)[0].numpy().astype(np.float64)
+    assert np.all(np.logaddexp.reduce(log_w, axis=0) - np.log(10) >= log_w.mean(axis=0) - 1e-9)
 
 
-def test_decoder_is_the_prior_pass_of_the_noise():
+@pytest.mark.parametrize("maps", [None, MAPS])
+def test_decoder_is_the_prior_pass_of_the_noise(maps):
     """decoder(ε) equals the hierarchy's prior pass z_l = μ^p + σ^p ε_l, and the top group's
     prior is N(0, I): changing only the lowest group's noise leaves the upper groups alone."""
-    model = tiny(arch="conv")
+    model = tiny(arch="conv", maps=maps)
     eps = np.random.default_rng(2).standard_normal((5, model.latent_dim)).astype(np.float32)
     out = model.decoder(eps)["logits"].numpy()
     h = model.cells.prior_pass(tf.constant(eps))
@@ -136,11 +151,12 @@ def test_objective_iwae_at_k_samples_matches_the_evaluated_bound():
     assert float(loss) == pytest.approx(-(np.logaddexp.reduce(hand, axis=0) - np.log(4)).mean(), rel=1e-4)
 
 
-def test_weights_survive_a_save_and_load(tmp_path):
-    model = tiny(arch="resnet")
+@pytest.mark.parametrize("maps", [None, MAPS])
+def test_weights_survive_a_save_and_load(tmp_path, maps):
+    model = tiny(arch="resnet", maps=maps)
     path = tmp_path / "w.weights.h5"
     model.save_weights(str(path))
-    other = tiny(arch="resnet", seed=7)
+    other = tiny(arch="resnet", seed=7, maps=maps)
     eps = np.random.default_rng(4).standard_normal((2, model.latent_dim)).astype(np.float32)
     assert not np.allclose(model.decoder(eps)["logits"], other.decoder(eps)["logits"])
     other.load_weights(str(path))
@@ -149,14 +165,16 @@ def test_weights_survive_a_save_and_load(tmp_path):
     np.testing.assert_array_equal(model.encoder(x)["loc"].numpy(), other.encoder(x)["loc"].numpy())
 
 
-def test_exported_decoder_reproduces_the_model_for_the_same_noise(tmp_path):
-    """SavedModel (``serving_default``, ``sample`` and ``sample_groups``) and TFLite with
-    builtin ops give the in-memory decoder's output for the same noise within 1e-5."""
+@pytest.mark.parametrize("maps", [None, MAPS])
+def test_exported_decoder_reproduces_the_model_for_the_same_noise(tmp_path, maps):
+    """SavedModel (``serving_default``, ``sample`` and ``sample_groups``), TFLite with
+    builtin ops and (with latent maps) ONNX give the in-memory decoder's output for the same
+    noise within 1e-5."""
     from ai_edge_litert.interpreter import Interpreter
 
     from tfvae.export import _decoder_archive, convert_tflite
 
-    model = tiny(groups=(3, 2, 4), arch="conv")
+    model = tiny(groups=(3, 2, 4), arch="conv", maps=maps)
     _decoder_archive(model).write_out(str(tmp_path / "decoder"), verbose=False)
     eps = np.random.default_rng(5).standard_normal((4, model.latent_dim)).astype(np.float32)
     expected = model.output_net(model.cells.prior_pass(tf.constant(eps)))["logits"].numpy()
@@ -168,17 +186,77 @@ def test_exported_decoder_reproduces_the_model_for_the_same_noise(tmp_path):
     interpreter = Interpreter(model_content=convert_tflite(tmp_path / "decoder"))
     runner = interpreter.get_signature_runner("serving_default")
     np.testing.assert_allclose(runner(z=eps)["logits"], expected, atol=1e-5)
+    if maps:
+        import onnxruntime as ort
+
+        from tfvae.export import convert_onnx
+
+        convert_onnx(tmp_path / "decoder", tmp_path / "decoder.onnx", "z")
+        session = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
+        logits = session.run(["logits"], {"z": eps})[0]
+        np.testing.assert_allclose(logits, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape,likelihood,sigma", [((28, 28, 1), "bernoulli", 0.1), ((32, 32, 3), "logistic", 0.1),
-                                                    ((30, 26, 1), "gaussian", "learned")])
-def test_shapes_for_every_likelihood(shape, likelihood, sigma):
+def test_latent_maps_kl_is_the_analytic_gaussian_kl_summed_over_positions():
+    """Each latent map's KL(q ‖ p) equals the closed-form Gaussian KL
+    log(σ_p/σ_q) + (σ_q² + (μ_q − μ_p)²)/(2σ_p²) − ½ summed over its positions and
+    channels (numpy float64, from the cells' own (μ, σ) at the same samples), and its
+    log-densities are scipy's normal log-densities summed the same way."""
+    model = tiny(groups=(3, 2), arch="conv", maps=MAPS)
+    x = images(5)
+    eps = np.random.default_rng(6).standard_normal((len(x), model.latent_dim)).astype(np.float32)
+    out = model.hierarchy(tf.constant(x), tf.constant(eps[None]))
+    cells = model.cells
+    assert [tuple(s) for s in cells.shapes] == [(3,), (2,), (2, 2, 2), (4, 4, 1)]
+    assert model.group_dims == [3, 2, 8, 16] and model.latent_dim == 29
+    feats = model.bottom_up(tf.constant(x))
+    h = cells.h0(feats[0])
+    for i in range(len(cells.shapes)):
+        h = cells.enter(i, h)
+        loc, scale = cells.prior_params(i, h)
+        d_mu, d_sigma = cells.posterior_params(i, h, feats[i])
+        if i == 0:
+            loc, scale = tf.zeros_like(d_mu), tf.ones_like(d_sigma)
+        q_loc, q_scale = loc + d_mu, scale * d_sigma
+        z = q_loc + q_scale * cells.noise(i, tf.constant(eps))
+        if i >= 2:  # a latent map: positions × channels
+            p_loc, p_scale, q_loc64, q_scale64, z64 = (np.asarray(t, np.float64) for t in (loc, scale, q_loc, q_scale, z))
+            kl = np.log(p_scale / q_scale64) + (q_scale64**2 + (q_loc64 - p_loc)**2) / (2 * p_scale**2) - 0.5
+            axes = tuple(range(1, kl.ndim))
+            np.testing.assert_allclose(out["kl"].numpy()[i, 0], kl.sum(axis=axes), rtol=1e-4, atol=1e-4)
+            assert kl.shape[1:] == tuple(cells.shapes[i])
+        h = cells.advance(i, h, z)
+    total_p = total_q = 0.0
+    h = cells.h0(feats[0])
+    for i in range(len(cells.shapes)):
+        h = cells.enter(i, h)
+        loc, scale = cells.prior_params(i, h)
+        d_mu, d_sigma = cells.posterior_params(i, h, feats[i])
+        if i == 0:
+            loc, scale = np.zeros(d_mu.shape), np.ones(d_sigma.shape)
+        loc, scale, d_mu, d_sigma = (np.asarray(t, np.float64) for t in (loc, scale, d_mu, d_sigma))
+        z = loc + d_mu + scale * d_sigma * np.asarray(cells.noise(i, tf.constant(eps)), np.float64)
+        axes = tuple(range(1, z.ndim))
+        total_p = total_p + norm.logpdf(z, loc, scale).sum(axis=axes)
+        total_q = total_q + norm.logpdf(z, loc + d_mu, scale * d_sigma).sum(axis=axes)
+        h = cells.advance(i, h, tf.constant(z, tf.float32))
+    np.testing.assert_allclose(out["log_p"].numpy()[0], total_p, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(out["log_q"].numpy()[0], total_q, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape,likelihood,sigma,maps", [
+    ((28, 28, 1), "bernoulli", 0.1, None), ((32, 32, 3), "logistic", 0.1, None),
+    ((30, 26, 1), "gaussian", "learned", None), ((30, 26, 1), "gaussian", "learned", [1, 2]),
+    ((28, 28, 1), "bernoulli", 0.1, [3])])  # one map at 7×7: the output network upsamples through 14×14
+def test_shapes_for_every_likelihood(shape, likelihood, sigma, maps):
     cfg = ModelConfig(model="hvae", arch="resnet", latent_dim=5, group_dims=[2, 3], hvae_width=8, hidden_units=[16],
-                      conv_filters=[4, 8], res_blocks=1, likelihood=likelihood, sigma=sigma, image_shape=list(shape))
+                      conv_filters=[4, 8], res_blocks=1, likelihood=likelihood, sigma=sigma, image_shape=list(shape),
+                      group_maps=maps)
+    cfg.latent_dim = sum(latent_group_sizes(cfg))  # maps 8×7×1 and 15×13×2 (odd sizes: cropped) add 446
     model = build_model(cfg, seed=0)
     x = tf.random.uniform((3,) + shape)
     enc = model.encoder(x)
-    assert enc["loc"].shape == (3, 5) and np.all(enc["scale"].numpy() > 0)
+    assert enc["loc"].shape == (3, cfg.latent_dim) and np.all(enc["scale"].numpy() > 0)
     assert all(v.shape == (3,) + shape for v in model.decoder(enc["loc"]).values())
     mean = model.decode_mean(enc["loc"]).numpy()
     assert mean.min() >= 0 and mean.max() <= 1
@@ -223,3 +301,48 @@ def test_real_mnist_run_learns_and_every_command_reads_it(tfds_dir, tmp_path):
     rows = json.loads((run / "figures" / "classify.json").read_text())["rows"]
     assert {r["features"] for r in rows} >= {"encoder mean", "raw pixels"}
     assert json.loads((run / "figures" / "anomaly_corrupt-noise.json").read_text())  # written, not refused
+
+
+def test_iaf_log_density_is_tfps_for_the_same_flow():
+    """Two IAF steps (Kingma et al. 2016, eq. 14) on a diagonal Gaussian: tfvae's
+    log q(z_T) = log q(z_0) − Σ log σ equals tfp's TransformedDistribution with each step
+    written as the inverse of a masked autoregressive flow (tfb.Invert(tfb.MaskedAutoregressiveFlow)),
+    and each step's Jacobian is triangular with diagonal σ (autoregressive in its order)."""
+    import tensorflow_probability as tfp
+
+    from tfvae.flows import IAFStep
+
+    tfb, tfd = tfp.bijectors, tfp.distributions
+    keras.utils.set_random_seed(3)
+    d, n = 4, 6
+    steps = [IAFStep(d, 8, reverse=t % 2 == 1, name=f"f{t}") for t in range(2)]
+    context = tf.random.normal((n, 5), seed=2)
+    for step in steps:
+        step(tf.zeros((1, d)), context[:1])
+        step.outputs.kernel.assign(tf.random.normal(step.outputs.kernel.shape, stddev=0.5, seed=4))
+    loc, scale = tf.random.normal((n, d), seed=5), tf.exp(tf.random.normal((n, d), stddev=0.3, seed=6))
+    base = tfd.Independent(tfd.Normal(loc, scale), 1)
+    z0 = base.sample(seed=7)
+    z, log_q = z0, base.log_prob(z0)
+    for step in steps:
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            out, log_det = step(z, context)
+        jac = tape.batch_jacobian(out, z).numpy()  # [n, d, d]
+        order = np.arange(d)[::-1] if step is steps[1] else np.arange(d)
+        permuted = jac[:, order][:, :, order]
+        assert np.allclose(np.triu(permuted, 1), 0, atol=1e-7)  # output j ignores inputs at or after j
+        _, gate = step.shift_and_gate(z, context)
+        np.testing.assert_allclose(np.diagonal(jac, axis1=1, axis2=2), gate.numpy(), rtol=1e-5)
+        z, log_q = out, log_q - log_det
+
+    def bijector(step):
+        # z' = σ z + (1 − σ) m with (m, σ) from z: MAF's inverse x = (y − shift)·exp(−log_scale)
+        # evaluated at y = z, with exp(−log_scale) = σ and shift = −m (1 − σ) / σ.
+        def shift_and_log_scale(y):
+            m, gate = step.shift_and_gate(y, context)
+            return -m * (1 - gate) / gate, -tf.math.log(gate)
+        return tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale))
+
+    flow = tfd.TransformedDistribution(base, tfb.Chain([bijector(s) for s in steps[::-1]]))
+    np.testing.assert_allclose(flow.log_prob(z).numpy(), log_q.numpy(), rtol=1e-4, atol=1e-4)

@@ -246,3 +246,17 @@ def test_learned_prior_is_exported_with_the_decoder(tmp_path):
     z = draw_prior(card, 4000, seed=0)
     mixture_mean = (np.exp(log_w)[:, None] * loc).sum(0)
     np.testing.assert_allclose(z.mean(0), mixture_mean, atol=0.1)
+
+
+def test_weight_decay_shrinks_the_kernels_and_leaves_the_biases():
+    """AdamW (Loshchilov & Hutter 2019, algorithm 2): with a zero gradient, one step
+    multiplies each kernel by 1 − lr · weight_decay and leaves the biases as they were."""
+    layer = keras.layers.Dense(3, bias_initializer="ones")
+    layer.build((None, 4))
+    kernel, bias = layer.kernel.numpy().copy(), layer.bias.numpy().copy()
+    opt = make_optimizer(TrainConfig(learning_rate=0.01, weight_decay=0.5), steps_per_epoch=1)
+    opt.apply_gradients([(tf.zeros_like(layer.kernel), layer.kernel), (tf.zeros_like(layer.bias), layer.bias)])
+    np.testing.assert_allclose(layer.kernel.numpy(), kernel * (1 - 0.01 * 0.5), rtol=1e-6)
+    np.testing.assert_array_equal(layer.bias.numpy(), bias)
+    plain = make_optimizer(TrainConfig(learning_rate=0.01), steps_per_epoch=1)
+    assert not isinstance(plain, keras.optimizers.AdamW)

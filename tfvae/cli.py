@@ -82,7 +82,8 @@ def _program() -> str:
 
 # Options that size a command's memory, named in an out-of-memory error when the user gave them.
 MEMORY_OPTIONS = ("--batch-size", "--mc-samples", "--train-iw-samples", "--iw-samples", "-k", "--chunk",
-                  "--image-size", "--hidden-units", "--conv-filters", "--group-dims", "--hvae-width", "--latent-dim",
+                  "--image-size", "--hidden-units", "--conv-filters", "--group-dims", "--hvae-width", "--group-maps",
+                  "--latent-dim",
                   "--codebook-size", "--prior-width", "-n", "--samples", "--grid", "--steps")
 
 
@@ -297,6 +298,13 @@ def cli():
                    "is their sum. [default: 4,8,16,32,64, LVAE's MNIST model (Sønderby et al. 2016)]")
 @click.option("--hvae-width", type=click.IntRange(1, 65536), default=D_MODEL.hvae_width, show_default=True,
               help="--model hvae: width of the top-down state and of the bottom-up features.")
+@click.option("--group-maps", callback=_int_list, default=None,
+              help="--model hvae: channels of spatial latent groups below the vector groups, comma-separated, "
+                   "coarsest first, one per resolution of the convolutional decoder (MNIST: 7×7, then 14×14; NVAE). "
+                   "Each adds height × width × channels to the latent size. [default: none]")
+@click.option("--posterior-flows", type=click.IntRange(0, 64), default=D_MODEL.posterior_flows, show_default=True,
+              help="--model hvae: inverse autoregressive flow steps on each vector group's posterior (Kingma et al. "
+                   "2016); 0: Gaussian posteriors.")
 @click.option("--codebook-size", type=click.IntRange(min=2), default=D_MODEL.codebook_size, show_default=True,
               help="--model vqvae: K, the vectors of the codebook (each of dimension --latent-dim).")
 @click.option("--commitment", type=Finite(min=0), default=D_MODEL.commitment, show_default=True,
@@ -327,6 +335,8 @@ def cli():
               show_default=_recipe_default("ema_decay"),
               help="Exponential moving average of the weights (e.g. 0.999), used for validation, checkpoints, "
                    "evaluation and export; 0: off.")
+@click.option("--weight-decay", type=Finite(min=0), default=D_TRAIN.weight_decay, show_default=True,
+              help="Decoupled weight decay of the kernels (AdamW, Loshchilov & Hutter 2019); 0: Adam.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=D_TRAIN.lr_schedule,
               show_default=_recipe_default("lr_schedule"),
               help="constant, or cosine decay to 1% of --learning-rate over all epochs.")
@@ -370,10 +380,11 @@ def cli():
                    "and --deterministic may be given with it.")
 def train(dataset, data_dir, idx_dir, image_dir, image_size, channels, test_fraction, split_seed, binarization,
           validation_size, max_image_pixels, max_train_examples, model, preset, arch,
-          latent_dim, likelihood, sigma, hidden_units, conv_filters, res_blocks, group_dims, hvae_width, codebook_size,
+          latent_dim, likelihood, sigma, hidden_units, conv_filters, res_blocks, group_dims, hvae_width, group_maps,
+          posterior_flows, codebook_size,
           commitment, codebook_decay, prior_width, prior_layers, prior_epochs, prior_learning_rate, prior,
           prior_components, objective,
-          train_iw_samples, free_bits, ema_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
+          train_iw_samples, free_bits, ema_decay, weight_decay, lr_schedule, steps_per_execution, precision, beta, kl_warmup_epochs,
           mc_samples, epochs, batch_size, learning_rate, seed, jit, deterministic, strategy, worker_timeout, devices,
           run_dir,
           tensorboard, resume_dir):

@@ -88,5 +88,5 @@ def sample_title(model, source: str = "prior") -> str:
         return f"E[x|z_q], {model.grid[0]}×{model.grid[1]} codes ~ the learned prior"
     prior = {"standard": "N(0, I)", "mog": "the learned mixture prior", "vamp": "the VampPrior"}[model.config.prior]
     if registry.of(model.config).latent_groups:
-        return f"E[x|z], z ~ the hierarchical prior ({len(model.config.group_dims)} groups, top first)"
+        return f"E[x|z], z ~ the hierarchical prior ({len(model.group_dims)} groups, top first)"
     return f"E[x|z], z ~ {prior}"

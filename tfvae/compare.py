@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import atomic_write_text
+from .config import atomic_write_text, latent_group_sizes
 from .errors import TfvaeError
 from .models import registry
 
@@ -114,7 +114,7 @@ def run_rows(run_dir, classifier, data, iw_samples: int = 1000, max_examples=Non
         else:
             sampling = {"standard": "N(0, I)", "mog": "mixture prior", "vamp": "VampPrior"}[cfg.model.prior]
             if family.latent_groups:
-                sampling = f"hierarchical prior, {len(cfg.model.group_dims)} groups"
+                sampling = f"hierarchical prior, {len(latent_group_sizes(cfg.model))} groups"
             if family.discrete_codes:
                 sampling = "learned autoregressive prior over the code grid"
             if family.conditional:

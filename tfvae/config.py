@@ -46,6 +46,30 @@ DEFAULT_PRIOR_COMPONENTS = {"mog": 10, "vamp": 100}
 DEFAULT_GROUP_DIMS = [4, 8, 16, 32, 64]
 
 
+def group_map_shapes(m: "ModelConfig") -> list:
+    """The spatial latent groups of a hierarchical VAE (``m.group_maps``), coarsest first:
+    [(h, w, c, f)], a map of h × w positions and c channels at the decoder's resolution
+    H/2^k × W/2^k (k = len(conv_filters), …, rounded up as the stride-2 convolutions do),
+    where the convolutional networks have f = conv_filters[k − 1] channels. Empty without
+    ``group_maps`` or before ``image_shape`` is known."""
+    if not m.group_maps or m.image_shape is None:
+        return []
+    filters = list(m.conv_filters or DEFAULT_CONV_FILTERS)
+    height, width = int(m.image_shape[0]), int(m.image_shape[1])
+    shapes = []
+    for j, c in enumerate(m.group_maps):
+        k = len(filters) - j
+        shapes.append((math.ceil(height / 2**k), math.ceil(width / 2**k), int(c), int(filters[k - 1])))
+    return shapes
+
+
+def latent_group_sizes(m: "ModelConfig") -> list:
+    """Dimensions of every latent group of a hierarchical VAE, top group first: the vector
+    groups (``group_dims``), then each latent map's h·w·c (:func:`group_map_shapes`). The
+    latent size D (``latent_dim``, the decoder's noise input [B, D]) is their sum."""
+    return [int(d) for d in (m.group_dims or [])] + [h * w * c for h, w, c, _ in group_map_shapes(m)]
+
+
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -138,6 +162,15 @@ class ModelConfig:
             group, top group first (None resolves to :data:`DEFAULT_GROUP_DIMS`);
             ``latent_dim`` is set to their sum.
         hvae_width: ``hvae`` only: width of the top-down state and bottom-up features.
+        group_maps: ``hvae`` only: channels of the spatial latent groups below the vector
+            groups, coarsest first, one per decoder resolution H/2^k × W/2^k for
+            k = len(conv_filters), …, 1 (MNIST with the default filters: 7×7, then 14×14;
+            NVAE, Vahdat & Kautz 2020, section 3.1). None: vector groups only. Each map
+            group's size h·w·c is added to ``latent_dim`` once ``image_shape`` is known
+            (:func:`latent_group_sizes`).
+        posterior_flows: ``hvae`` only: inverse autoregressive flow steps on each vector
+            group's posterior (Kingma et al. 2016; :mod:`tfvae.flows`); 0: Gaussian
+            posteriors. Their KL is then the one-sample estimate log q − log p.
         codebook_size: families with discrete codes (``vqvae``): K, the codebook's vectors.
         commitment: ``vqvae``: β_c, the weight of ‖z_e − sg(z_q)‖² in the loss.
         codebook_decay: ``vqvae``: γ of the codebook's exponential moving averages.
@@ -162,6 +195,8 @@ class ModelConfig:
     res_blocks: int = 2
     group_dims: Optional[list] = None
     hvae_width: int = 256
+    group_maps: Optional[list] = None
+    posterior_flows: int = 0
     codebook_size: int = 512
     commitment: float = 0.25
     codebook_decay: float = 0.99
@@ -189,6 +224,9 @@ class TrainConfig:
         ema_decay: exponential moving average of the weights (Keras's optimizer EMA);
             validation, checkpoints, evaluation and export use the averaged weights.
             0 turns it off; typical 0.999.
+        weight_decay: decoupled weight decay of the kernels (AdamW, Loshchilov & Hutter 2019,
+            algorithm 2: each step multiplies a kernel by 1 − learning rate × weight_decay;
+            biases are not decayed); 0 turns it off (Adam).
         lr_schedule: ``constant`` or ``cosine`` (decay from ``learning_rate`` to 1% of it
             over all epochs; Loshchilov & Hutter 2017 without restarts).
         steps_per_execution: optimizer steps per ``tf.function`` call (Keras
@@ -219,6 +257,7 @@ class TrainConfig:
     train_iw_samples: int = 1
     free_bits: float = 0.0
     ema_decay: float = 0.0
+    weight_decay: float = 0.0
     lr_schedule: str = "constant"
     steps_per_execution: Optional[int] = None
     precision: str = "float32"
@@ -255,7 +294,7 @@ class RunConfig:
             if cfg.model.group_dims is None:
                 cfg.model.group_dims = list(DEFAULT_GROUP_DIMS)
             if cfg.model.group_dims and all(isinstance(v, int) for v in cfg.model.group_dims):
-                cfg.model.latent_dim = sum(cfg.model.group_dims)
+                cfg.model.latent_dim = sum(latent_group_sizes(cfg.model))
         if cfg.model.prior_components == 0 and cfg.model.prior != "standard":
             cfg.model.prior_components = DEFAULT_PRIOR_COMPONENTS[cfg.model.prior]
         return cfg
@@ -315,12 +354,28 @@ class RunConfig:
         if family.latent_groups:
             if m.group_dims is not None and len(m.group_dims) < 2:
                 raise TfvaeError(f"--group-dims: a hierarchical VAE needs at least 2 latent groups, got {m.group_dims!r}")
-            if m.group_dims is not None and sum(m.group_dims) != m.latent_dim:
+            if m.group_maps is not None:
+                if not m.group_maps or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
+                                           for v in m.group_maps):
+                    raise TfvaeError(f"--group-maps must be a list of positive integers, got {m.group_maps!r}")
+                if m.arch not in ("conv", "resnet"):
+                    raise TfvaeError(f"--group-maps needs --arch conv or resnet (latent maps at the convolutional "
+                                     f"decoder's resolutions), not {m.arch}")
+                levels = len(m.conv_filters or DEFAULT_CONV_FILTERS)
+                if len(m.group_maps) > levels:
+                    raise TfvaeError(f"--group-maps has {len(m.group_maps)} entries, but the decoder has {levels} "
+                                     f"resolutions below the image's (one per --conv-filters entry)")
+            if m.group_dims is not None and sum(latent_group_sizes(m)) != m.latent_dim:
                 raise TfvaeError(f"--group-dims {','.join(map(str, m.group_dims))} sums to {sum(m.group_dims)}, but the "
-                                 f"latent size is {m.latent_dim}: an hvae's latent size is the sum of --group-dims; "
-                                 f"leave --latent-dim out")
-        elif m.group_dims is not None:
-            raise TfvaeError(f"--group-dims needs --model {' or '.join(registry.with_capability(latent_groups=True))}")
+                                 f"latent size is {m.latent_dim}: an hvae's latent size is the sum of --group-dims "
+                                 f"(and of the --group-maps' sizes); leave --latent-dim out")
+            if m.posterior_flows < 0:
+                raise TfvaeError(f"--posterior-flows must be a non-negative integer, got {m.posterior_flows!r}")
+        elif m.posterior_flows:
+            raise TfvaeError(f"--posterior-flows needs --model {' or '.join(registry.with_capability(latent_groups=True))}")
+        elif m.group_dims is not None or m.group_maps is not None:
+            option = "--group-dims" if m.group_dims is not None else "--group-maps"
+            raise TfvaeError(f"{option} needs --model {' or '.join(registry.with_capability(latent_groups=True))}")
         if not m.scale_floor > 0:
             raise TfvaeError(f"--scale-floor must be positive, got {m.scale_floor!r}")
         if d.binarization is not None:
@@ -358,6 +413,8 @@ class RunConfig:
             raise TfvaeError("--free-bits needs --prior standard (the per-dimension KL is analytic only there)")
         if not (isinstance(t.ema_decay, (int, float)) and 0 <= t.ema_decay < 1):
             raise TfvaeError(f"--ema-decay must be in [0, 1), got {t.ema_decay!r}")
+        if not (isinstance(t.weight_decay, (int, float)) and t.weight_decay >= 0):
+            raise TfvaeError(f"--weight-decay must be a non-negative number, got {t.weight_decay!r}")
         if t.steps_per_execution is not None:
             positive_int("steps_per_execution", t.steps_per_execution)
         choice("precision", t.precision, PRECISIONS)
@@ -435,6 +492,8 @@ class RunConfig:
                       "codebook_decay": (is_num, "a finite number"), "prior_width": (is_int, "an integer"),
                       "prior_layers": (is_int, "an integer"),
                       "group_dims": (int_list, "a list of integers or null"),
+                      "group_maps": (int_list, "a list of integers or null"),
+                      "posterior_flows": (is_int, "an integer"),
                       "num_classes": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
                       "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 3
                                                               and all(is_int(x) and 0 < x <= 65536 for x in v)),
@@ -444,7 +503,7 @@ class RunConfig:
         }
         checks["train"]["steps_per_execution"] = (lambda v: v is None or is_int(v), "an integer or null")
         checks["train"].update({name: (is_num, "a finite number") for name in (
-            "learning_rate", "beta", "free_bits", "ema_decay", "prior_learning_rate")})
+            "learning_rate", "beta", "free_bits", "ema_decay", "weight_decay", "prior_learning_rate")})
         checks["train"].update({"objective": (lambda v: isinstance(v, str), "a string"),
                                 "lr_schedule": (lambda v: isinstance(v, str), "a string"),
                                 "precision": (lambda v: isinstance(v, str), "a string"),

@@ -320,15 +320,15 @@ def _evaluate_run(run_dir, iw_samples, max_examples, seed, checkpoint, data_dir,
         widths = {"nll": (), "reconstruction": (), "kl": (), "posterior_mean": (d,)}
         if model.config.prior == "standard" and not hasattr(model, "log_weights"):
             widths["kl_per_dim"] = (d,)
-        if model.config.group_dims:
-            widths["kl_per_group"] = (len(model.config.group_dims),)
+        if registry.of(cfg).latent_groups:
+            widths["kl_per_group"] = (len(model.group_dims),)
         block = max(1, chunk // min(iw_samples, chunk))  # the images of one batched call, as on one machine
         result = evaluate_sharded(workers, lambda a, b: evaluate_images(
             model, images[a:b], iw_samples=iw_samples, seed=seed, chunk=chunk, progress=False,
             labels=None if labels is None else labels[a:b], first_index=a), len(images), block, widths)
         result["neg_elbo"] = result["reconstruction"] + result["kl"]
     seconds = time.perf_counter() - start
-    metrics = summarize(result, model.config.group_dims if registry.of(cfg).latent_groups else None)
+    metrics = summarize(result, model.group_dims if registry.of(cfg).latent_groups else None)
     shape = tuple(cfg.model.image_shape)
     for key in ("nll", "neg_elbo"):
         metrics[f"{key}_bits_per_dim"], conversion = model.likelihood_object.bits_per_dim(metrics[key], shape,

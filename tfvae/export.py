@@ -87,7 +87,7 @@ def _decoder_archive(model, batch=None):
 
         archive.add_endpoint("sample", sample, input_signature=[tf.TensorSpec([batch, d], tf.float32, name="eps")])
         if registry.of(model.config).latent_groups:
-            dims = model.config.group_dims
+            dims = model.group_dims
 
             def sample_groups(*eps_groups):
                 z = tf.concat(eps_groups, axis=-1)  # the decoder maps each group's noise through its prior
@@ -117,7 +117,7 @@ def prior_card(model) -> dict:
     """The prior as the model card records it: N(0, I), or the mixture's parameters
     (weights [M], loc [M, D], scale [M, D]) so that a device can draw z without TensorFlow."""
     if registry.of(model.config).latent_groups:
-        dims = list(model.config.group_dims)
+        dims = list(model.group_dims)
         return {"kind": "hierarchical", "group_dims": dims,
                 "description": f"top-down hierarchy of {len(dims)} latent groups: the decoder's input is the groups' "
                                "standard-normal noise, concatenated top group first (dimensions "

@@ -32,8 +32,19 @@ log p(x|z) + Σ_l [log p(z_l|z_<l) − log q(z_l|x, z_<l)] (Burda et al. 2015, e
 hierarchical proposal q(z_1..L|x)). Free bits apply per group: max(λ·d_l, KL_l) (Kingma et
 al. 2016, eq. 15; NVAE and IAF apply it per group).
 
-Shapes: group l holds d_l = ``group_dims[l]`` dimensions (top group first); the flat noise
-and the latent space exposed to ``sample``/``traverse``/``export`` are float32 [B, D].
+Latent maps (``group_maps``, NVAE section 3.1; VDVAE): below the vector groups, groups whose
+variables are maps of h × w positions and c channels at the convolutional decoder's
+resolutions (MNIST: 7×7, then 14×14). The top-down state becomes a map there (dense
+projection, then stride-2 transposed convolutions between resolutions); a map group's prior
+and posterior parameters are 3×3 convolutions of the state (the posterior's also of the
+encoder trunk's feature map at that resolution), each position and channel a Gaussian, so
+its KL and log-densities are sums over positions and channels. The output network is then
+the decoder's last stride-2 layer on the finest map.
+
+Shapes: group l holds d_l dimensions, ``group_dims[l]`` for a vector group and h·w·c for a
+map (top group first, :func:`tfvae.config.latent_group_sizes`); the flat noise and the
+latent space exposed to ``sample``/``traverse``/``export`` are float32 [B, D], D = Σ d_l, a
+map's slice laid out [h, w, c] row-major.
 """
 
 from __future__ import annotations
@@ -44,8 +55,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import layers, ops
 
-from ..config import ModelConfig
-from ..networks import PositiveScale, build_decoder, build_trunk
+from .. import likelihoods
+from ..config import ModelConfig, group_map_shapes, latent_group_sizes
+from ..flows import IAFStep
+from ..networks import PositiveScale, build_decoder, build_trunk, upsampled_output
 from ..objectives import iw_log_likelihood
 from .vae import VAE, vae_terms
 
@@ -103,28 +116,48 @@ class HierarchicalVAE(VAE):
 
     def __init__(self, config: ModelConfig, **kwargs):
         dims = [int(d) for d in (config.group_dims or [])]
-        if len(dims) < 2 or sum(dims) != config.latent_dim:
-            raise ValueError(f"hvae needs >= 2 latent groups summing to latent_dim ({config.latent_dim}), got {dims}")
+        maps = group_map_shapes(config)
+        sizes = latent_group_sizes(config)
+        if len(dims) < 2 or sum(sizes) != config.latent_dim:
+            raise ValueError(f"hvae needs >= 2 latent groups summing to latent_dim ({config.latent_dim}), got {sizes}")
         width = int(config.hvae_width)
         # Bottom-up: the trunk, then one residual dense step per group below the top, so
-        # the top group reads the most processed features (LVAE, NVAE).
+        # the top group reads the most processed features (LVAE, NVAE); a latent map reads
+        # the trunk's feature map at its resolution.
         images = keras.Input(tuple(config.image_shape), name="images")
-        a = layers.Dense(width, activation="relu", name="bu_in")(build_trunk(config)(images))
+        trunk = build_trunk(config)
+        a = layers.Dense(width, activation="relu", name="bu_in")(trunk(images))
         feats = [a]
         for i in range(len(dims) - 1):
             a = layers.Add(name=f"bu_res{i}")([a, layers.Dense(width, activation="relu", name=f"bu{i}")(a)])
             feats.append(a)
-        bottom_up = keras.Model(images, feats[::-1], name="bottom_up")  # top group's features first
-        cells = _Cells(config, dims, width)
-        out_cfg = ModelConfig(**{**vars(config), "latent_dim": width, "group_dims": None})
-        output_net = build_decoder(out_cfg)
-        output_net.name = "output_net"
+        feats = feats[::-1]  # top group's features first
+        if maps:
+            levels = len(config.conv_filters)
+            stage = keras.Model(trunk.input, [trunk.get_layer(_stage_layer(config, levels - j - 1)).output
+                                              for j in range(len(maps))], name="trunk_maps")
+            feats += list(stage(images))
+        bottom_up = keras.Model(images, feats, name="bottom_up")
+        cells = _Cells(config, dims, width, maps)
+        if maps:
+            h, w, _, f = maps[-1]
+            last = keras.Input((h, w, f), name="h")
+            up = last  # through the resolutions below the finest map, as the conv decoder does
+            for k in range(len(config.conv_filters) - len(maps), 0, -1):
+                up = layers.Conv2DTranspose(config.conv_filters[k - 1], 3, strides=2, padding="same", activation="relu",
+                                            name=f"out_up{k}")(up)
+            output_net = keras.Model(last, likelihoods.for_config(config).head(
+                lambda name: upsampled_output(up, tuple(config.image_shape), name), config, last), name="output_net")
+        else:
+            out_cfg = ModelConfig(**{**vars(config), "latent_dim": width, "group_dims": None})
+            output_net = build_decoder(out_cfg)
+            output_net.name = "output_net"
         eps = keras.Input((config.latent_dim,), name="z")
         decoder = keras.Model(eps, output_net(cells.prior_pass(eps)), name="decoder")
         loc, scale = cells.mean_path(bottom_up(images))
         encoder = keras.Model(images, {"loc": loc, "scale": scale}, name="encoder")
         super().__init__(config, encoder=encoder, decoder=decoder, **kwargs)
-        self.group_dims = dims
+        self.group_dims = sizes
         self.bottom_up, self.cells, self.output_net = bottom_up, cells, output_net
 
     def hierarchy(self, x, eps, training=False, features=None):
@@ -143,17 +176,17 @@ class HierarchicalVAE(VAE):
         """
         x = tf.cast(x, tf.float32)
         s, b = tf.shape(eps)[0], tf.shape(x)[0]
-        feats = [tf.reshape(tf.broadcast_to(f, tf.concat([[s], tf.shape(f)], 0)), [s * b, -1])
+        feats = [tf.reshape(tf.broadcast_to(f, tf.concat([[s], tf.shape(f)], 0)), tf.concat([[s * b], tf.shape(f)[1:]], 0))
                  for f in (self.bottom_up(x, training=training) if features is None else features)]
         p_terms, params = self.cells.posterior_pass(feats, tf.reshape(eps, [s * b, self.latent_dim]), training)
         params = self.output_net(params, training=training)
         params = {k: tf.reshape(v, tf.concat([[s, b], tf.shape(v)[1:]], 0)) for k, v in params.items()}
         log_lik = self.likelihood_object.distribution(params).log_prob(x)  # [S, B]
         kls, log_p, log_q = [], 0.0, 0.0
-        for p, q, z in p_terms:
-            kls.append(tf.reshape(tfd.kl_divergence(q, p), [s, b]))
-            log_p += tf.reshape(p.log_prob(z), [s, b])
-            log_q += tf.reshape(q.log_prob(z), [s, b])
+        for term in p_terms:
+            kls.append(tf.reshape(term["kl"], [s, b]))
+            log_p += tf.reshape(term["log_p"], [s, b])
+            log_q += tf.reshape(term["log_q"], [s, b])
         return {"log_lik": log_lik, "kl": tf.stack(kls), "log_p": log_p, "log_q": log_q}
 
     # ---- objective: VAE's apply_step / evaluate_step call these ---------------------
@@ -195,13 +228,29 @@ class HierarchicalVAE(VAE):
         raise NotImplementedError("HierarchicalVAE applies free bits per group (losses_for)")
 
 
+def _stage_layer(config: ModelConfig, i: int) -> str:
+    """Name of the trunk layer whose output is the feature map after stride-2 stage i."""
+    return f"res{i}_out" if config.arch == "resnet" else f"conv{i}"
+
+
 class _Cells:
     """The top-down cells' layers, shared by the prior pass (the decoder), the mean path
     (the encoder) and the sampled posterior pass (the loss). Written with ``keras.ops`` so
-    the same code builds the functional models and runs eagerly / in ``tf.function``."""
+    the same code builds the functional models and runs eagerly / in ``tf.function``.
 
-    def __init__(self, config: ModelConfig, dims, width: int):
-        self.dims, self.slices, self.width = dims, group_slices(dims), width
+    Groups are indexed top first: the vector groups (``dims``, state h [N, W]), then the
+    latent maps (``maps``, [(h, w, c, f)] coarsest first, state [N, h, w, f]). Entering the
+    first map projects the vector state to the coarsest map (dense + reshape, as the
+    convolutional decoder does); entering a finer one upsamples the previous map
+    (stride-2 transposed convolution). A map group's prior and posterior are 3×3
+    convolutions, the posterior's over the state and the bottom-up map concatenated; its
+    sample is merged by a 1×1 convolution and followed by a residual 3×3 convolution
+    (NVAE, Vahdat & Kautz 2020, figure 2, with one convolution per cell)."""
+
+    def __init__(self, config: ModelConfig, dims, width: int, maps=()):
+        self.dims, self.maps, self.width = dims, list(maps), width
+        self.shapes = [(d,) for d in dims] + [(h, w, c) for h, w, c, _ in self.maps]
+        self.slices = group_slices([int(np.prod(shape)) for shape in self.shapes])
         self.h0 = LearnedConstant(width, name="h0")
         self.prior = [None] + [layers.Dense(2 * d, name=f"prior{i}", dtype="float32") for i, d in enumerate(dims)
                                if i > 0]
@@ -209,33 +258,84 @@ class _Cells:
         self.merge = [layers.Dense(width, name=f"merge{i}") for i in range(len(dims))]
         self.block = [(layers.Dense(width, activation="relu", name=f"block{i}a"), layers.Dense(width, name=f"block{i}b"))
                       for i in range(len(dims))]
+        for j, (h, w, c, f) in enumerate(self.maps):
+            i = len(dims) + j
+            self.prior.append(layers.Conv2D(2 * c, 3, padding="same", name=f"prior{i}", dtype="float32"))
+            self.posterior.append(layers.Conv2D(2 * c, 3, padding="same", name=f"posterior{i}", dtype="float32"))
+            self.merge.append(layers.Conv2D(f, 1, name=f"merge{i}"))
+            self.block.append(layers.Conv2D(f, 3, padding="same", name=f"block{i}"))
+        if self.maps:
+            h, w, _, f = self.maps[0]
+            self.project = layers.Dense(h * w * f, activation="relu", name="map_project")
+            self.upsample = [None] + [layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu",
+                                                             name=f"map_up{j}")
+                                      for j, (_, _, _, f) in enumerate(self.maps) if j > 0]
         self.positive = PositiveScale(config.scale_floor, name="positive", dtype="float32")
+        steps = int(getattr(config, "posterior_flows", 0) or 0)
+        self.flows = [[IAFStep(d, max(2 * d, 32), reverse=t % 2 == 1, name=f"flow{i}_{t}") for t in range(steps)]
+                      for i, d in enumerate(dims)] + [[] for _ in self.maps]
+
+    def flow(self, i, z, h, a):
+        """Group i's IAF steps (Kingma et al. 2016) on a posterior sample z [N, d_i], with the
+        posterior's inputs (h, a) as context: (z after the steps, Σ log |det| [N]; 0.0
+        without flows)."""
+        log_det = 0.0
+        if self.flows[i]:
+            context = ops.concatenate([h, ops.cast(a, h.dtype)], -1)
+            for step in self.flows[i]:
+                z, step_log_det = step(z, context)
+                log_det = log_det + step_log_det
+        return z, log_det
+
+    def _map(self, i):
+        """Index of group i among the latent maps, or None for a vector group."""
+        return i - len(self.dims) if i >= len(self.dims) else None
+
+    def enter(self, i, h):
+        """The state group i reads: h itself for a vector group or the map after the
+        first; the projection (first map) or the upsampled, cropped map (the others)."""
+        j = self._map(i)
+        if j is None:
+            return h
+        rows, cols, _, f = self.maps[j]
+        if j == 0:
+            return ops.reshape(self.project(h), (-1, rows, cols, f))
+        h = self.upsample[j](h)
+        return h if tuple(h.shape[1:3]) == (rows, cols) else h[:, :rows, :cols, :]
+
+    def noise(self, i, eps):
+        """Group i's slice of the flat noise [N, D], in the group's shape [N, *shape_i]."""
+        lo, hi = self.slices[i]
+        return ops.reshape(eps[:, lo:hi], (-1,) + tuple(self.shapes[i]))
 
     def prior_params(self, i, h):
-        """(loc, scale) of p(z_i | z_<i), float32 [N, d_i]; for the top group the scalars
-        (0, 1) of N(0, I), which broadcast."""
+        """(loc, scale) of p(z_i | z_<i), float32 [N, *shape_i]; for the top group the
+        scalars (0, 1) of N(0, I), which broadcast."""
         if i == 0:
             return 0.0, 1.0
-        loc, raw = ops.split(self.prior[i](h), 2, axis=-1)
+        loc, raw = ops.split(self.prior[i](h if self._map(i) is None else ops.relu(h)), 2, axis=-1)
         return loc, self.positive(raw)
 
     def posterior_params(self, i, h, a):
-        """(Δμ, Δσ) float32 [N, d_i]: q(z_i | x, z_<i) = N(μ^p + Δμ, σ^p Δσ)."""
+        """(Δμ, Δσ) float32 [N, *shape_i]: q(z_i | x, z_<i) = N(μ^p + Δμ, σ^p Δσ)."""
         d_mu, raw = ops.split(self.posterior[i](ops.concatenate([h, ops.cast(a, h.dtype)], -1)), 2, axis=-1)
         return d_mu, self.positive(raw)
 
     def advance(self, i, h, z):
         """h_{i+1} = h' + block(relu(h')), h' = h_i + merge_i(z_i)."""
         h = h + self.merge[i](z)
+        if self._map(i) is not None:
+            return h + self.block[i](ops.relu(h))
         a, b = self.block[i]
         return h + b(a(ops.relu(h)))
 
     def prior_pass(self, eps):
-        """ε [B, D] -> h after the last group, z_l = μ^p + σ^p ε_l."""
+        """ε [B, D] -> the state after the last group, z_l = μ^p + σ^p ε_l."""
         h = self.h0(eps)
-        for i, (lo, hi) in enumerate(self.slices):
+        for i in range(len(self.shapes)):
+            h = self.enter(i, h)
             loc, scale = self.prior_params(i, h)
-            h = self.advance(i, h, loc + scale * eps[:, lo:hi])
+            h = self.advance(i, h, loc + scale * self.noise(i, eps))
         return h
 
     def mean_path(self, feats):
@@ -243,27 +343,45 @@ class _Cells:
         (Δμ/σ^p, Δσ) [B, D], with each z_l at q's mean μ^p + Δμ."""
         h = self.h0(feats[0])
         mus, sigmas = [], []
-        for i in range(len(self.dims)):
+        for i, (lo, hi) in enumerate(self.slices):
+            h = self.enter(i, h)
             loc, scale = self.prior_params(i, h)
             d_mu, d_sigma = self.posterior_params(i, h, feats[i])
-            mus.append(d_mu / scale)
-            sigmas.append(d_sigma)
-            h = self.advance(i, h, loc + d_mu)
+            z, _ = self.flow(i, loc + d_mu, h, feats[i])  # with flows: the flow of the base posterior's mean
+            mus.append(ops.reshape((z - loc) / scale, (-1, hi - lo)))
+            sigmas.append(ops.reshape(d_sigma, (-1, hi - lo)))
+            h = self.advance(i, h, z)
         return ops.concatenate(mus, -1), ops.concatenate(sigmas, -1)
 
     def posterior_pass(self, feats, eps, training=False):
-        """Sampled posterior pass for features [N, W] and noise ε [N, D]: ([(p_l, q_l, z_l)]
-        with ``tfd`` Independent Normals of event [d_l] and z_l [N, d_l], h after the last group)."""
+        """Sampled posterior pass for features (top group's first) and noise ε [N, D].
+
+        Returns:
+            ([per group: {"kl", "log_p", "log_q"} float32 [N]], the state after the last
+            group): KL(q(z_l|x, z_<l) ‖ p(z_l|z_<l)) in nats, analytic for a Gaussian group
+            (summed over a map's positions and channels) and the one-sample estimate
+            log q − log p for a group with posterior flows; log p(z_l|z_<l) and
+            log q(z_l|x, z_<l) at the sample.
+        """
         h = self.h0(feats[0])
         terms = []
-        for i, (lo, hi) in enumerate(self.slices):
+        for i, shape in enumerate(self.shapes):
+            h = self.enter(i, h)
             loc, scale = self.prior_params(i, h)
             d_mu, d_sigma = self.posterior_params(i, h, feats[i])
             if i == 0:
                 loc, scale = tf.zeros_like(d_mu), tf.ones_like(d_sigma)
-            p = tfd.Independent(tfd.Normal(loc, scale), 1)
-            q = tfd.Independent(tfd.Normal(loc + d_mu, scale * d_sigma), 1)
-            z = loc + d_mu + scale * d_sigma * eps[:, lo:hi]
-            terms.append((p, q, z))
+            p = tfd.Independent(tfd.Normal(loc, scale), len(shape))
+            q = tfd.Independent(tfd.Normal(loc + d_mu, scale * d_sigma), len(shape))
+            z = loc + d_mu + scale * d_sigma * self.noise(i, eps)
+            log_q = q.log_prob(z)
+            z, log_det = self.flow(i, z, h, feats[i])
+            log_p = p.log_prob(z)
+            if self.flows[i]:
+                log_q = log_q - log_det  # Kingma et al. 2016, eq. 10
+                kl = log_q - log_p
+            else:
+                kl = tfd.kl_divergence(q, p)
+            terms.append({"kl": kl, "log_p": log_p, "log_q": log_q})
             h = self.advance(i, h, z)
         return terms, h

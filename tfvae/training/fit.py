@@ -30,14 +30,19 @@ from .setup import Interrupted, Run, TrainingDiverged, _completed_epochs
 
 
 def make_optimizer(t, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam with ``learning_rate`` held constant or cosine-decayed to 1% over all epochs,
-    Keras's exponential moving average of the weights when ``ema_decay`` > 0, and
-    dynamic loss scaling under ``mixed_float16``."""
+    """Adam (AdamW when ``weight_decay`` > 0, its kernels decayed and its biases not) with
+    ``learning_rate`` held constant or cosine-decayed to 1% over all epochs, Keras's
+    exponential moving average of the weights when ``ema_decay`` > 0, and dynamic loss
+    scaling under ``mixed_float16``."""
     lr = t.learning_rate
     if t.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch, alpha=0.01)
-    adam = keras.optimizers.Adam(lr, use_ema=True, ema_momentum=t.ema_decay) if t.ema_decay > 0 \
-        else keras.optimizers.Adam(lr)
+    ema = {"use_ema": True, "ema_momentum": t.ema_decay} if t.ema_decay > 0 else {}
+    if getattr(t, "weight_decay", 0) > 0:
+        adam = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, **ema)
+        adam.exclude_from_weight_decay(var_names=["bias"])
+    else:
+        adam = keras.optimizers.Adam(lr, **ema)
     if t.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         return keras.optimizers.LossScaleOptimizer(adam)
     return adam

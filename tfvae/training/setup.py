@@ -23,7 +23,8 @@ import keras
 import tensorflow as tf
 
 from .. import __version__
-from ..config import AUTO_STEPS_PER_EXECUTION, RunConfig, check_training_memory, _reject_constant, atomic_write_text
+from ..config import (AUTO_STEPS_PER_EXECUTION, RunConfig, check_training_memory, _reject_constant, atomic_write_text,
+                      latent_group_sizes)
 from ..data import load_dataset
 from ..errors import TfvaeError
 from ..hardware import check_precision
@@ -334,6 +335,8 @@ def _check_resume(run_dir: Path, cfg: RunConfig, resume_learning_rate, locks) ->
 def _record_facts(cfg: RunConfig, data, deterministic: bool, strategy: str, command_line) -> None:
     """Fill in what a new run's ``config.json`` records about its data and machine."""
     cfg.model.image_shape = list(data.image_shape)
+    if registry.of(cfg).latent_groups:  # the latent maps' sizes follow from the image shape
+        cfg.model.latent_dim = sum(latent_group_sizes(cfg.model))
     if cfg.data.validation_size is None:  # the default: record the number it gave for this training split
         cfg.data.validation_size = int(len(data.validation))
         cfg.meta["validation_size_rule"] = "default: min(5000, a tenth of the training split)"
