@@ -347,8 +347,12 @@ class _Cells:
             h = self.enter(i, h)
             loc, scale = self.prior_params(i, h)
             d_mu, d_sigma = self.posterior_params(i, h, feats[i])
-            z, _ = self.flow(i, loc + d_mu, h, feats[i])  # with flows: the flow of the base posterior's mean
-            mus.append(ops.reshape((z - loc) / scale, (-1, hi - lo)))
+            if self.flows[i]:  # the flow of the base posterior's mean, in the noise's coordinates
+                z, _ = self.flow(i, loc + d_mu, h, feats[i])
+                mus.append(ops.reshape((z - loc) / scale, (-1, hi - lo)))
+            else:
+                z = loc + d_mu
+                mus.append(ops.reshape(d_mu / scale, (-1, hi - lo)))
             sigmas.append(ops.reshape(d_sigma, (-1, hi - lo)))
             h = self.advance(i, h, z)
         return ops.concatenate(mus, -1), ops.concatenate(sigmas, -1)
