@@ -125,8 +125,9 @@ class HierarchicalVAE(VAE):
         # the top group reads the most processed features (LVAE, NVAE); a latent map reads
         # the trunk's feature map at its resolution.
         images = keras.Input(tuple(config.image_shape), name="images")
-        trunk = build_trunk(config)
-        a = layers.Dense(width, activation="relu", name="bu_in")(trunk(images))
+        bu_in = layers.Dense(width, activation="relu", name="bu_in")  # created first: the initializers'
+        trunk = build_trunk(config)  # seeds are drawn in creation order, as before latent maps existed
+        a = bu_in(trunk(images))
         feats = [a]
         for i in range(len(dims) - 1):
             a = layers.Add(name=f"bu_res{i}")([a, layers.Dense(width, activation="relu", name=f"bu{i}")(a)])
