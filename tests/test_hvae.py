@@ -100,6 +100,13 @@ def test_free_bits_floor_each_groups_kl():
     loss, reconstruction, kl = terms["loss"], terms["reconstruction"], terms["kl"]
     assert float(loss) == pytest.approx(float(reconstruction) + 50.0 * model.latent_dim, rel=1e-5)
     assert float(kl) < 50.0 * model.latent_dim
+    # With latent maps, the floor covers the vector groups only: the maps' KL is paid as it is.
+    model = tiny(arch="conv", free_bits=50.0, maps=MAPS)
+    eps = np.zeros((len(x), 1, model.latent_dim), np.float32)
+    terms = model.losses_for(tf.constant(x), eps=tf.constant(eps))
+    map_kl = model.hierarchy(tf.constant(x), tf.constant(eps.transpose(1, 0, 2)))["kl"].numpy()[2:].mean(axis=(1, 2))
+    expected = float(terms["reconstruction"]) + 50.0 * 5 + map_kl.sum()
+    assert float(terms["loss"]) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("arch,maps,flows", [("mlp", None, 0), ("conv", MAPS, 0), ("mlp", None, 2)])

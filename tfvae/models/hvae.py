@@ -29,7 +29,7 @@ carried no information). With ε_l ~ N(0, I):
 The ELBO is E_q[log p(x|z)] − Σ_l E_q[KL_l] (LVAE eq. 4 / NVAE eq. 2, the KL of each group
 analytic given the samples of the groups above), and the importance weight of a sample is
 log p(x|z) + Σ_l [log p(z_l|z_<l) − log q(z_l|x, z_<l)] (Burda et al. 2015, eq. 8, with the
-hierarchical proposal q(z_1..L|x)). Free bits apply per group: max(λ·d_l, KL_l) (Kingma et
+hierarchical proposal q(z_1..L|x)). Free bits apply per vector group: max(λ·d_l, KL_l) (Kingma et
 al. 2016, eq. 15; NVAE and IAF apply it per group).
 
 Latent maps (``group_maps``, NVAE section 3.1; VDVAE): below the vector groups, groups whose
@@ -199,7 +199,8 @@ class HierarchicalVAE(VAE):
 
     def losses_for(self, x, labels=None, eps=None, training=False, weight=None):
         """The named terms of :meth:`VAE.losses_for`, batch means in nats.
-        Free bits act per group: Σ_l max(λ·d_l, KL_l), KL_l the batch mean."""
+        Free bits act per vector group: Σ_l max(λ·d_l, KL_l), KL_l the batch mean (a latent
+        map's KL has no floor)."""
         weight = self.kl_weight() if weight is None else tf.constant(weight, tf.float32)
         iwae = self.objective == "iwae"
         out = self.hierarchy(x, self._noise(x, self.iw_samples if iwae else self.mc_samples, eps), training)
@@ -212,7 +213,10 @@ class HierarchicalVAE(VAE):
         kl = tf.reduce_sum(per_group)
         kl_term = kl
         if self.free_bits > 0:
-            kl_term = tf.reduce_sum(tf.maximum(per_group, self.free_bits * tf.constant(self.group_dims, tf.float32)))
+            # The vector groups only: a latent map's h·w·c dimensions would make its floor
+            # tens of nats, paid in the ELBO whenever the map needs less.
+            floors = [self.free_bits * d if i < len(self.cells.dims) else 0.0 for i, d in enumerate(self.group_dims)]
+            kl_term = tf.reduce_sum(tf.maximum(per_group, tf.constant(floors, tf.float32)))
         return vae_terms(reconstruction + weight * kl_term, reconstruction, kl, weight)
 
     def log_weights(self, x, eps, labels=None):
