@@ -692,7 +692,32 @@ def render_disentanglement() -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae,
+def render_hvae_levers() -> str:
+    """Issue 29's table: each lever added to ``--preset mnist-hvae`` at the same epochs."""
+    record = _load("hvae_levers.json")
+    if record is None:
+        return _missing("hvae_levers.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/hvae_levers.py")
+    rows = record["figures"]["rows"]
+    machines = sorted({(r["matmul_peak_gflops"], r["measured"][:10]) for r in rows})
+    lines = [f"Machine: {_machine(record)}" + (f"; rows measured on {len(machines)} occasions (peaks "
+                                                 f"{', '.join(f'{p:,.0f}' for p, _ in machines)} GFLOP/s)"
+                                                 if len(machines) > 1 else "") + ".", "",
+             "| lever | test NLL (nats) | −ELBO (nats) | best validation −ELBO | KL per group, top first (nats) "
+             "| active units | decoder MFLOP per sample | epochs, training minutes | protocol |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        t, p = r["test"], r["protocol"]
+        kl = ", ".join(f"{v:.1f}" for v in t.get("kl_per_group", []))
+        lines.append(f"| {r['label']} | {t['nll']:.2f} ± {t['nll_stderr']:.2f} | {t['neg_elbo']:.2f} | "
+                     f"{r['best_val_neg_elbo']:.2f} | {kl} | {t['active_units']} of {r['latent_dim']} | "
+                     f"{r['decoder_mflop_per_sample']:.1f} | {r['epochs']}, {r['training_minutes']:.0f} | "
+                     f"K = {p['iw_samples']:,}, first {p['num_images']:,} test images |")
+    lines += ["", "Samples, reconstructions and curves: `bench/results/hvae_levers/ROW/`; each row's validation "
+                  "−ELBO per epoch: `bench/results/hvae_levers.json`."]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"hvae-levers": render_hvae_levers, "pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae,
              "vqvae-bits-per-dim": render_vqvae_bits_per_dim, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
