@@ -109,6 +109,7 @@ BAD_TRAIN_OPTIONS = [
     (["--group-maps", "4,2,1"], "--group-maps has 3 entries, but the decoder has 2 resolutions"),
     (["--group-maps", "4,0"], "--group-maps must be a list of positive integers"),
     (["--arch", "mlp", "--group-maps", "4"], "--group-maps needs --arch conv or resnet"),
+    (["--model", "vae", "--posterior-flows", "2"], "--posterior-flows needs --model hvae"),
     (["--model", "hvae", "--prior", "vamp"], "--prior vamp needs --model vae"),
     (["--sigma", "-1", "--likelihood", "gaussian"], "--sigma"),
     pytest.param(["--precision", "mixed_float16"], "--precision mixed_float16: this machine has no GPU",
