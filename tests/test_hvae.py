@@ -218,35 +218,24 @@ def test_latent_maps_kl_is_the_analytic_gaussian_kl_summed_over_positions():
     assert model.group_dims == [3, 2, 8, 16] and model.latent_dim == 29
     feats = model.bottom_up(tf.constant(x))
     h = cells.h0(feats[0])
+    total_p = total_q = 0.0
     for i in range(len(cells.shapes)):
         h = cells.enter(i, h)
         loc, scale = cells.prior_params(i, h)
         d_mu, d_sigma = cells.posterior_params(i, h, feats[i])
         if i == 0:
             loc, scale = tf.zeros_like(d_mu), tf.ones_like(d_sigma)
-        q_loc, q_scale = loc + d_mu, scale * d_sigma
-        z = q_loc + q_scale * cells.noise(i, tf.constant(eps))
-        if i >= 2:  # a latent map: positions × channels
-            p_loc, p_scale, q_loc64, q_scale64, z64 = (np.asarray(t, np.float64) for t in (loc, scale, q_loc, q_scale, z))
-            kl = np.log(p_scale / q_scale64) + (q_scale64**2 + (q_loc64 - p_loc)**2) / (2 * p_scale**2) - 0.5
-            axes = tuple(range(1, kl.ndim))
-            np.testing.assert_allclose(out["kl"].numpy()[i, 0], kl.sum(axis=axes), rtol=1e-4, atol=1e-4)
+        z = loc + d_mu + scale * d_sigma * cells.noise(i, tf.constant(eps))
+        p_loc, p_scale, q_loc, q_scale, z64 = (np.asarray(t, np.float64) for t in (
+            loc, scale, loc + d_mu, scale * d_sigma, z))
+        axes = tuple(range(1, z64.ndim))  # a map's positions × channels, a vector's dimensions
+        if i >= 2:  # a latent map
+            kl = np.log(p_scale / q_scale) + (q_scale**2 + (q_loc - p_loc)**2) / (2 * p_scale**2) - 0.5
             assert kl.shape[1:] == tuple(cells.shapes[i])
+            np.testing.assert_allclose(out["kl"].numpy()[i, 0], kl.sum(axis=axes), rtol=1e-4, atol=1e-4)
+        total_p = total_p + norm.logpdf(z64, p_loc, p_scale).sum(axis=axes)
+        total_q = total_q + norm.logpdf(z64, q_loc, q_scale).sum(axis=axes)
         h = cells.advance(i, h, z)
-    total_p = total_q = 0.0
-    h = cells.h0(feats[0])
-    for i in range(len(cells.shapes)):
-        h = cells.enter(i, h)
-        loc, scale = cells.prior_params(i, h)
-        d_mu, d_sigma = cells.posterior_params(i, h, feats[i])
-        if i == 0:
-            loc, scale = np.zeros(d_mu.shape), np.ones(d_sigma.shape)
-        loc, scale, d_mu, d_sigma = (np.asarray(t, np.float64) for t in (loc, scale, d_mu, d_sigma))
-        z = loc + d_mu + scale * d_sigma * np.asarray(cells.noise(i, tf.constant(eps)), np.float64)
-        axes = tuple(range(1, z.ndim))
-        total_p = total_p + norm.logpdf(z, loc, scale).sum(axis=axes)
-        total_q = total_q + norm.logpdf(z, loc + d_mu, scale * d_sigma).sum(axis=axes)
-        h = cells.advance(i, h, tf.constant(z, tf.float32))
     np.testing.assert_allclose(out["log_p"].numpy()[0], total_p, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(out["log_q"].numpy()[0], total_q, rtol=1e-4, atol=1e-3)
 
