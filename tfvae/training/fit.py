@@ -38,7 +38,7 @@ def make_optimizer(t, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     if t.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(t.learning_rate, decay_steps=t.epochs * steps_per_epoch, alpha=0.01)
     ema = {"use_ema": True, "ema_momentum": t.ema_decay} if t.ema_decay > 0 else {}
-    if getattr(t, "weight_decay", 0) > 0:
+    if t.weight_decay > 0:
         adam = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, **ema)
         adam.exclude_from_weight_decay(var_names=["bias"])
     else:
