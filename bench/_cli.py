@@ -10,10 +10,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args):
-    """Echo and run ``python cli.py ARGS`` in the project root; raises CalledProcessError on failure."""
+    """Echo and run ``python cli.py ARGS`` in the project root.
+
+    Raises:
+        SystemExit: the command failed (its own one-line error is already on stderr); the bench
+            script stops with that status and one line naming the command.
+    """
     cmd = [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
     print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    status = subprocess.run(cmd, cwd=ROOT).returncode
+    if status:
+        print(f"{Path(sys.argv[0]).name}: `{' '.join(cmd[1:])}` failed with status {status}", file=sys.stderr)
+        raise SystemExit(status)
 
 
 def train_once(run_dir, *train_args):

@@ -16,7 +16,7 @@ Parity: for each model in float32, the same weights and one fixed batch with fix
 ε give the loss (``VAE.losses_for``, nats per image) on ``/CPU:0`` and on ``/GPU:0``; the
 relative difference must be at most 1e-4, else the script exits with status 1.
 
-Without a GPU the script says so in one line and exits with status 2. The result goes to
+Without a GPU, or without TensorFlow, the script says so in one line and exits with status 2. The result goes to
 ``bench/results/gpu_bench.json`` (with the machine, versions and commit).
 """
 
@@ -166,6 +166,12 @@ def main() -> int:
         spec = json.loads(args.worker)
         print(json.dumps(parity(spec["model"]) if spec.get("parity") else throughput(spec)))
         return 0
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        print(f"gpu_bench: TensorFlow is not installed for {sys.executable}; "
+              "install requirements.txt (TensorFlow built with CUDA) first", file=sys.stderr)
+        return 2
     from tfvae.quiet import quiet_tensorflow
 
     quiet_tensorflow()

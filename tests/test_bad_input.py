@@ -426,3 +426,29 @@ def test_round_three_cases_that_need_their_own_environment(run_dir, export_dir, 
                              str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert_one_line_error(result, "--result", "bench/results/NAME.json")
     assert snapshot(tmp_path) == before, "a case wrote a file"
+
+
+def test_a_run_recorded_before_a_model_field_existed_is_checked_against_its_default(tmp_path):
+    """A run trained by an older tfvae has a trained-model record without the fields added
+    since (``group_maps``, ``posterior_flows``): it still loads, and an edit of a field the
+    record has is still refused."""
+    import dataclasses
+
+    from tfvae.config import RunConfig
+    from tfvae.errors import TfvaeError
+    from tfvae.rundir import TRAINED_MODEL, check_trained_config
+
+    cfg = RunConfig()
+    cfg.model.image_shape = [28, 28, 1]
+    old = dataclasses.asdict(cfg.model)
+    del old["group_maps"], old["posterior_flows"]
+    (tmp_path / TRAINED_MODEL).parent.mkdir()
+    (tmp_path / TRAINED_MODEL).write_text(json.dumps(old))
+    check_trained_config(tmp_path, cfg)
+    cfg.model.posterior_flows = 2
+    with pytest.raises(TfvaeError, match="model.posterior_flows is 2, but the checkpoints were trained with 0"):
+        check_trained_config(tmp_path, cfg)
+    cfg.model.posterior_flows = 0
+    cfg.model.res_blocks += 1
+    with pytest.raises(TfvaeError, match="model.res_blocks"):
+        check_trained_config(tmp_path, cfg)

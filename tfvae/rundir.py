@@ -91,12 +91,18 @@ def record_trained_config(run_dir, cfg: RunConfig, test_files=None) -> None:
 def check_trained_config(run_dir, cfg: RunConfig) -> None:
     """Refuse a ``config.json`` whose model section was edited after training.
 
+    A field the record lacks was added to :class:`~tfvae.config.ModelConfig` after the run
+    was trained: the code that trained it behaved as the field's default, so the default is
+    what it is checked against.
+
     Raises:
         TfvaeError: names the first field whose value differs from the one the checkpoints
             were trained with (runs older than this record are not checked).
     """
     import dataclasses
     import json
+
+    from .config import ModelConfig
 
     path = Path(run_dir) / TRAINED_MODEL
     try:
@@ -106,6 +112,8 @@ def check_trained_config(run_dir, cfg: RunConfig) -> None:
     except (OSError, ValueError, RecursionError):
         raise TfvaeError(f"{path} is damaged (not readable JSON)") from None
     now = dataclasses.asdict(cfg.model)
+    if isinstance(trained, dict):
+        trained = {**dataclasses.asdict(ModelConfig()), **trained}
     for key in sorted(set(now) | set(trained if isinstance(trained, dict) else {})):
         if not isinstance(trained, dict) or now.get(key) != trained.get(key):
             was = trained.get(key) if isinstance(trained, dict) else None
