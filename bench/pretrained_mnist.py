@@ -8,23 +8,27 @@ The default recipe, end to end, through the CLI:
    already holds a finished run; its ``config.json`` records the command that trained it);
 2. evaluate: ``python cli.py evaluate RUN_DIR`` (K = 1,000, all 10,000 test images; an
    ``eval.json`` with that protocol is reused);
-3. export: ``python cli.py export RUN_DIR --tflite --quantize int8 --browser-weights float16``
-   into a temporary folder, of which only these files are kept (at most 8 MB in git):
+3. export: ``python cli.py export RUN_DIR --tflite --quantize int8 --int8-scales per-tensor
+   --browser-weights float16`` into a temporary folder, of which only these files are kept
+   (at most 8,000,000 bytes in git; the sizes are in the result file):
 
-   * ``decoder_b1.tflite``, float16 weights (3.3 MB): the browser demo's decoder. The
-     float32 one is 6.6 MB, which would leave no room for a device variant; float16
-     weights move a pixel by about 1e-3 (measured below).
-   * ``decoder_int8.tflite``, full-integer int8 (1.9 MB, calibrated on 512 prior draws;
-     float32 in and out): the device variant, 3.6× smaller than float32, the fastest LiteRT
-     variant in ``bench/results/export_bench.json`` (the dynamic-range one, about as small,
-     ran many times slower there), and the form integer-only accelerators need; what
-     ``generate`` picks (``--variant auto``) since the float32 decoder is not shipped.
+   * ``decoder_b1.tflite``, float16 weights: the browser demo's decoder, half the float32
+     one's size, which would leave no room for a device variant (the pixel distance to the
+     float32 decoder is measured below).
+   * ``decoder_int8.tflite``, full-integer int8 (calibrated on 512 prior draws; float32 in
+     and out): the device variant, about a quarter of float32, the fastest LiteRT variant
+     in ``bench/results/export_bench.json`` (the dynamic-range one, about as small, ran
+     many times slower there), and the form integer-only accelerators need; what
+     ``generate`` picks (``--variant auto``) since the float32 decoder is not shipped. Its
+     scales are per tensor: with per-channel scales the hierarchical default's two files
+     took more than 8,000,000 bytes (each signature's subgraph stores its own copy of the
+     scales), and per-tensor scales moved the pixels about as much on 256 prior draws.
    * ``model_card.json``, listing those files and ``samples.png`` with their SHA-256, the
      test NLL and its protocol, and what was left out and why.
    * ``samples.png``: 16 samples made by ``python cli.py generate exported/mnist``.
 
-   Left out: the SavedModels (26 MB; TF Serving users export their own), the float32
-   TFLite decoders and the ONNX files (6.6 MB each).
+   Left out: the SavedModels (TF Serving users export their own), the float32 TFLite
+   decoders and the ONNX files (each about twice the float16 decoder).
 
 It writes ``bench/results/pretrained_mnist.json``: the test figures (which
 ``tests/test_pretrained.py`` compares with the card), each shipped decoder's distance to the
@@ -78,7 +82,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as tmp:
         tmp = Path(tmp)
         cli("export", run, "--out", tmp / "all", "--name", "mnist", "--tflite", "--quantize", "int8",
-            "--browser-weights", "float16")
+            "--int8-scales", "per-tensor", "--browser-weights", "float16")
         full = tmp / "all" / "mnist"
         card = json.loads((full / "tflite" / "1" / "model_card.json").read_text())
         distances = decoder_distances(full)
@@ -93,7 +97,7 @@ def main(argv=None) -> None:
         card["shipped"] = {
             "made_by": "python bench/pretrained_mnist.py",
             "files": "decoder_b1.tflite (float16 weights): the browser demo's; decoder_int8.tflite (full-integer "
-                     "int8, float32 in and out): devices, and generate's default (--variant auto); samples.png",
+                     "int8, one scale per weight tensor, float32 in and out): devices, and generate's default (--variant auto); samples.png",
             "left_out": left_out,
             "why": f"at most {LIMIT_BYTES:,} bytes in git: the SavedModels, the float32 TFLite decoders and the "
                    "ONNX files are made by: python cli.py export RUN_DIR --tflite --onnx",

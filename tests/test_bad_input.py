@@ -293,6 +293,7 @@ def test_bad_input_battery(run_dir, export_dir, tmp_path):
         (["export", tmp_path / "missing"], "not a folder"),
         (["export", truncated_h5, "--out", tmp_path / "x"], "cannot load weights"),
         (["export", run, "--quantize", "int8", "--out", tmp_path / "x"], "--tflite"),
+        (["export", run, "--tflite", "--int8-scales", "per-tensor", "--out", tmp_path / "x"], "--quantize int8"),
         (["export", run, "--out", a_file], "--out"),
         (["export", run, "--out", ro], "cannot create"),
         # generate

@@ -120,6 +120,32 @@ def test_tflite_parity_with_the_saved_model(export_dir):
     assert errors["decoder_dynamic"][1] <= 0.05 and errors["decoder_int8"][1] <= 0.05
 
 
+def test_int8_with_per_tensor_scales_is_smaller_and_decodes_like_per_channel(export_dir):
+    """``--int8-scales per-tensor``: one scale per quantized weight tensor (per-channel has one
+    per output channel), a smaller file, and the same decoder within int8's tolerance."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from tfvae.export import convert_tflite
+    from tfvae.lite import decode, load_decoder
+
+    saved = export_dir / "decoder" / "1"
+    per_tensor = convert_tflite(saved, "int8", latent_dim=8, int8_scales="per-tensor")
+    per_channel = (export_dir / "tflite" / "1" / "decoder_int8.tflite").read_bytes()
+    assert len(per_tensor) < len(per_channel)
+
+    def most_scales(data):
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+        return max(len(t.quantization.scale) for g in model.subgraphs for t in g.tensors
+                   if t.type == 9 and t.quantization is not None and t.quantization.scale is not None)  # 9: INT8
+
+    assert most_scales(per_tensor) == 1 and most_scales(per_channel) > 1
+    z = prior_draws()
+    reference = tf.saved_model.load(str(saved)).signatures["serving_default"](z=tf.constant(z))["images"].numpy()
+    path = export_dir.parent / "per_tensor_int8.tflite"
+    path.write_bytes(per_tensor)
+    assert np.abs(decode(load_decoder(path), z) - reference).mean() <= 0.05
+
+
 def test_onnx_parity_with_the_saved_model(export_dir):
     """tf2onnx's decoder and encoder, run by onnxruntime, reproduce the SavedModels."""
     import onnxruntime as ort

@@ -597,9 +597,13 @@ def sample(run_dir, num, out, seed, checkpoint, force, label, source):
 @click.option("--browser-weights", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Weights of decoder_b1.tflite, the browser demo's decoder (float16: half the download); "
                    "needs --tflite.")
+@click.option("--int8-scales", type=click.Choice(["per-channel", "per-tensor"]), default="per-channel",
+              show_default=True,
+              help="Quantization scales of decoder_int8.tflite: one per output channel, or one per weight tensor "
+                   "(a smaller file); needs --quantize int8.")
 @click.option("--onnx", is_flag=True, help="Also write ONNX decoder and encoder (tf2onnx, opset 17) for onnxruntime.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
-def export(run_dir, name, out_root, tflite, quantize, browser_weights, onnx, checkpoint):
+def export(run_dir, name, out_root, tflite, quantize, browser_weights, int8_scales, onnx, checkpoint):
     """Export RUN_DIR's decoder and encoder as a new version (RUN_DIR: the latest finished run).
 
     \b
@@ -617,11 +621,13 @@ def export(run_dir, name, out_root, tflite, quantize, browser_weights, onnx, che
         raise TfvaeError("--quantize needs --tflite")
     if browser_weights != "float32" and not tflite:
         raise TfvaeError("--browser-weights needs --tflite")
+    if int8_scales != "per-channel" and "int8" not in quantize:
+        raise TfvaeError("--int8-scales needs --quantize int8")
     _quiet_tensorflow()
     from tfvae.export import export_run
 
     card = export_run(run_dir, out_root=out_root, name=name, tflite=tflite, quantize=quantize, checkpoint=checkpoint,
-                      onnx=onnx, browser_weights=browser_weights)
+                      onnx=onnx, browser_weights=browser_weights, int8_scales=int8_scales)
     click.echo(f"exported version {card['version']} to {card['export_dir']}")
     for f in card["files"]:
         if f["path"].endswith((".tflite", ".onnx", "saved_model.pb")):

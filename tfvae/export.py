@@ -58,6 +58,7 @@ from .quiet import native_output_silenced
 from .rundir import load_model
 
 QUANTIZATIONS = ("float16", "dynamic", "int8")
+INT8_SCALES = ("per-channel", "per-tensor")
 COMPONENTS = ("onnx", "tflite", "prior", "encoder", "decoder")  # renamed into place in this order
 ONNX_OPSET = 17
 CALIBRATION_DRAWS = 512  # prior draws that calibrate full-integer quantization
@@ -145,7 +146,7 @@ def _encoder_archive(model):
 
 
 def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, mixture: bool = False,
-                   signatures=("serving_default", "sample")) -> bytes:
+                   signatures=("serving_default", "sample"), int8_scales: str = "per-channel") -> bytes:
     """Convert a decoder SavedModel's signatures to a TFLite flatbuffer, builtin ops only.
 
     Args:
@@ -155,6 +156,10 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, 
         mixture: the ``sample`` signature also takes ``u`` (learned mixture prior).
         signatures: the SavedModel's signatures to convert (a VQ-VAE's decoder and prior have
             ``serving_default`` alone).
+        int8_scales: ``per-channel`` (TFLite's default: one scale per output channel of each
+            weight) or ``per-tensor`` (one scale per weight tensor: a smaller file, since every
+            signature's subgraph stores its own copy of the scales; the converter's
+            ``_experimental_disable_per_channel``). Used by ``int8`` only.
 
     Returns:
         The model bytes.
@@ -181,6 +186,7 @@ def convert_tflite(saved_model_dir, quantization=None, latent_dim=None, seed=0, 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter._experimental_disable_per_channel = int8_scales == "per-tensor"
     elif quantization is not None:
         raise TfvaeError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     with warnings.catch_warnings(), native_output_silenced(fds=(1, 2)):
@@ -241,7 +247,7 @@ def _file_table(root: Path, prefix: str):
 
 
 def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(), checkpoint="best",
-               onnx=False, browser_weights="float32") -> dict:
+               onnx=False, browser_weights="float32", int8_scales="per-channel") -> dict:
     """Export a run's encoder and decoder as a new version under ``out_root/name``.
 
     Args:
@@ -253,6 +259,8 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
         onnx: also write ``onnx/<v>/decoder.onnx`` and ``encoder.onnx`` (see :func:`convert_onnx`).
         browser_weights: ``float32`` or ``float16`` weights in ``decoder_b1.tflite`` (the
             browser demo's decoder; float16 halves its download).
+        int8_scales: ``per-channel`` or ``per-tensor`` scales in ``decoder_int8.tflite``
+            (see :func:`convert_tflite`).
 
     Returns:
         The model card (also written to ``tflite/<v>/model_card.json``), with
@@ -269,6 +277,10 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
         raise TfvaeError("--quantize needs --tflite")
     if browser_weights not in ("float32", "float16"):
         raise TfvaeError(f"--browser-weights must be float32 or float16, got {browser_weights!r}")
+    if int8_scales not in INT8_SCALES:
+        raise TfvaeError(f"--int8-scales must be one of {', '.join(INT8_SCALES)}, got {int8_scales!r}")
+    if int8_scales != "per-channel" and "int8" not in quantize:
+        raise TfvaeError("--int8-scales needs --quantize int8")
     run_dir = Path(run_dir)
     from .rundir import read_config
 
@@ -293,11 +305,12 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
     # One export of a name at a time: a second one waits, then takes the next version.
     with folder_lock(export_dir, f"export {name}", wait_seconds=600,
                      say=lambda m: print(m, file=sys.stderr, flush=True)):
-        return _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint, onnx, browser_weights)
+        return _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint, onnx, browser_weights,
+                               int8_scales)
 
 
 def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoint, onnx=False,
-                    browser_weights="float32") -> dict:
+                    browser_weights="float32", int8_scales="per-channel") -> dict:
     for stale in export_dir.glob(".staging-*"):  # left by a killed export; we hold the lock, so none is live
         shutil.rmtree(stale, ignore_errors=True)
     version = next_version(export_dir)
@@ -308,7 +321,7 @@ def _export_version(model, cfg, run_dir, export_dir, tflite, quantize, checkpoin
             card = _export_own(model, cfg, run_dir, staging, own, version, checkpoint, tflite, onnx)
         else:
             card = _export_standard(model, cfg, run_dir, staging, version, checkpoint, tflite, quantize, onnx,
-                                    browser_weights)
+                                    browser_weights, int8_scales)
         from .config import umask_mode
 
         for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
@@ -352,7 +365,7 @@ def _export_own(model, cfg, run_dir, staging: Path, archives: dict, version: int
 
 
 def _export_standard(model, cfg, run_dir, staging: Path, version: int, checkpoint: str, tflite: bool, quantize,
-                     onnx: bool, browser_weights: str) -> dict:
+                     onnx: bool, browser_weights: str, int8_scales: str = "per-channel") -> dict:
     """Write the decoder of z (``serving_default`` and ``sample``), the encoder, their TFLite
     and ONNX conversions and the model card into ``staging``."""
     _decoder_archive(model).write_out(str(staging / "decoder"), verbose=False)
@@ -368,7 +381,7 @@ def _export_standard(model, cfg, run_dir, staging: Path, version: int, checkpoin
         shutil.rmtree(fixed)
         for q in quantize:
             data = convert_tflite(staging / "decoder", q, latent_dim=model.latent_dim, seed=cfg.train.seed,
-                                  mixture=model.config.prior != "standard")
+                                  mixture=model.config.prior != "standard", int8_scales=int8_scales)
             (lite / f"decoder_{q}.tflite").write_bytes(data)
     if onnx:
         (staging / "onnx").mkdir()
@@ -378,6 +391,8 @@ def _export_standard(model, cfg, run_dir, staging: Path, version: int, checkpoin
     card["prior"] = prior_card(model)
     if tflite:
         card["browser_decoder"] = {"file": "decoder_b1.tflite", "weights": browser_weights, "batch": 1}
+    if "int8" in quantize:
+        card["int8_scales"] = int8_scales
     atomic_write_text(lite / "model_card.json", json_text(card))
     return card
 
