@@ -61,12 +61,12 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def git_commit() -> dict:
-    """{"commit": HEAD's hash, "dirty": uncommitted changes to tracked code (README.md and
-    bench/results/, which these scripts write, do not count)}."""
+    """{"commit": HEAD's hash, "dirty": uncommitted changes to tracked code (README.md,
+    bench/results/ and exported/mnist/, which these scripts write, do not count)}."""
     sys.path.insert(0, str(ROOT))
     from tfvae.provenance import git_commit as commit
 
-    return commit(ignore=("README.md", "bench/results/"))
+    return commit(ignore=("README.md", "bench/results/", "exported/mnist/"))
 
 
 def versions() -> dict:
