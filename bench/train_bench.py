@@ -341,11 +341,25 @@ def evaluate_breakdown(model, k: int = 1000, chunk: int = 4096, repeats: int = 7
     h = tf.reshape(eps, [n, model.latent_dim])
     rows.append({"part": "decoder", "seconds": timed(tf.function(lambda t: model.decoder(t)), h),
                  "flops": n * decoder_flops})
-    for layer in model.decoder.layers[1:]:
-        flops = count_flops(keras.Sequential([keras.Input(tuple(h.shape[1:])), layer]))
-        rows.append({"part": f"  {layer.name} ({type(layer).__name__})",
-                     "seconds": timed(tf.function(lambda t, layer=layer: layer(t)), h), "flops": n * flops})
-        h = layer(h)
+
+    def layers_of(net, indent):
+        # Each layer of a functional network alone, on inputs of its own input's shape (random:
+        # the time does not depend on the values); a nested network's layers follow it. A layer
+        # of several inputs is timed only within its network.
+        for layer in net.layers:
+            inputs = getattr(layer, "input", None) if not isinstance(layer, keras.layers.InputLayer) else None
+            if inputs is None or isinstance(inputs, (list, tuple, dict)):
+                continue
+            shape = tuple(inputs.shape[1:])
+            h = tf.random.normal([n, *shape])
+            flops = count_flops(layer if isinstance(layer, keras.Model)
+                                else keras.Sequential([keras.Input(shape), layer]))
+            rows.append({"part": f"{' ' * indent}{layer.name} ({type(layer).__name__})",
+                         "seconds": timed(tf.function(lambda t, layer=layer: layer(t)), h), "flops": n * flops})
+            if isinstance(layer, keras.Model):
+                layers_of(layer, indent + 2)
+
+    layers_of(model.decoder, 2)
     for r in rows:
         r["gflops"] = r["flops"] / r["seconds"] / 1e9
     return {"k": k, "images_per_call": b, "samples_per_call": n, "repeats": repeats, "rows": rows}

@@ -174,3 +174,17 @@ def test_iwae_validation_uses_the_unweighted_bound_during_warm_up():
     x = (np.random.default_rng(1).random((32, 8, 8, 1)) > 0.5).astype(np.float32)
     history = model.fit(x, validation_data=x[:16], batch_size=16, epochs=1, verbose=0).history
     assert history["kl_weight"][0] < 0.01 and history["val_kl_weight"][0] == 1.0
+
+
+def test_count_flops_counts_the_layers_of_a_nested_network():
+    """2·in·out per Dense and 2·H·W·k·k·C_in·C_out per Conv2D, also inside a nested network
+    (the hierarchical VAE's decoder holds its output network that way)."""
+    import keras
+
+    from tfvae.networks import count_flops
+
+    inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4 * 4 * 2), keras.layers.Reshape((4, 4, 2)),
+                              keras.layers.Conv2D(3, 3, padding="same")], name="inner")
+    outer = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6), inner])
+    assert count_flops(inner) == 2 * 6 * 32 + 2 * 4 * 4 * 3 * 3 * 2 * 3
+    assert count_flops(outer) == 2 * 5 * 6 + count_flops(inner)

@@ -292,11 +292,15 @@ def count_flops(model: keras.Model) -> int:
 
     A multiply-add counts as 2: Dense 2·in·out; Conv2D 2·H_out·W_out·k_h·k_w·C_in·C_out;
     Conv2DTranspose 2·H_in·W_in·k_h·k_w·C_in·C_out (each input pixel scatters a kernel).
-    Biases, activations and reshapes are ignored (they are O(outputs), not O(weights)).
+    Biases, activations and reshapes are ignored (they are O(outputs), not O(weights)). A
+    network nested in ``model`` (the hierarchical VAE's output network) is counted with its
+    layers.
     """
     total = 0
     for layer in model.layers:
-        if isinstance(layer, layers.Dense):
+        if isinstance(layer, keras.Model):
+            total += count_flops(layer)
+        elif isinstance(layer, layers.Dense):
             total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
         elif isinstance(layer, (layers.Conv2D, layers.Conv2DTranspose)):
             kh, kw = layer.kernel_size
