@@ -635,6 +635,28 @@ def render_time_to_quality() -> str:
     return "\n".join(out) + "\n"
 
 
+def render_eval_speed() -> str:
+    record = _load("eval_speed.json")
+    if record is None:
+        return _missing("eval_speed.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/eval_speed.py "
+                                           "--run RUN_DIR --images 100 --iw-samples 5000")
+    f = record["figures"]
+    ref = f["reference_commit"]
+    out = [f"Machine: {_machine(record)}. `{record['provenance']['command']}`: the first {f['images']:,} test "
+           f"images, K = {f['iw_samples']:,}, sampling seed {f['sampling_seed']}, the fastest of "
+           f"{len(next(iter(f['runs'].values()))['seconds_each'])} alternated repeats of each code.", "",
+           f"| run | model | reference {ref} (s) | this tree (s) | speed-up | largest per-image abs. ΔNLL "
+           f"(nats) | the same between two reference runs |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in f["runs"].items():
+        out.append(f"| `{name}` | {MODEL_NAMES.get(r['model'], r['model']).removeprefix('the ')}, "
+                   f"{r['trained_epochs']} epochs | {r['reference_seconds']:.1f} | {r['seconds']:.1f} | "
+                   f"{r['speedup']:.2f}× | {r['max_abs_nll_difference']:.1e} | "
+                   f"{r['max_abs_nll_difference_between_reference_runs']:.1e} |")
+    out += ["", "Goal: at most ⅓ of the reference's time (a speed-up of 3×), with the same per-image numbers."]
+    return "\n".join(out) + "\n"
+
+
 def render_gpu() -> str:
     record = _load("gpu_bench.json")
     if record is None:
@@ -717,7 +739,7 @@ def render_hvae_levers() -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"hvae-levers": render_hvae_levers, "pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae,
+RENDERERS = {"hvae-levers": render_hvae_levers, "pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "eval-speed": render_eval_speed, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae,
              "vqvae-bits-per-dim": render_vqvae_bits_per_dim, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,
