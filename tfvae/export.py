@@ -267,8 +267,9 @@ def export_run(run_dir, out_root="exported", name=None, tflite=False, quantize=(
         ``export_dir`` and ``version``.
 
     Raises:
-        TfvaeError: missing or incomplete run, bad name, unknown quantization, or
-            ``--quantize`` without ``--tflite``.
+        TfvaeError: missing or incomplete run, bad name, unknown quantization or int8
+            scales, ``--quantize`` without ``--tflite``, or ``--int8-scales per-tensor``
+            without ``--quantize int8``.
     """
     for q in quantize:
         if q not in QUANTIZATIONS:
