@@ -47,8 +47,8 @@ def cpu_model() -> str:
 def matmul_peak_gflops(sizes=(1024, 2048, 4096), repeats: int = 5) -> float:
     """float32 matrix-multiply rate of this machine (GFLOP/s, all cores): 2·n³ FLOPs per
     n×n TF matmul, the fastest of ``repeats`` timed calls after a warm-up, for the size of
-    ``sizes`` that runs fastest (which size that is differs between machines of one kind:
-    one ran 4096² at 87 GFLOP/s and 1024² at 157)."""
+    ``sizes`` that runs fastest (which size that is differs between machines of one kind; on
+    some, 4096² runs far below the smaller sizes)."""
     import tensorflow as tf
 
     rates = []

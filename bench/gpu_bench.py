@@ -16,8 +16,9 @@ Parity: for each model in float32, the same weights and one fixed batch with fix
 ε give the loss (``VAE.losses_for``, nats per image) on ``/CPU:0`` and on ``/GPU:0``; the
 relative difference must be at most 1e-4, else the script exits with status 1.
 
-Without a GPU, or without TensorFlow, the script says so in one line and exits with status 2. The result goes to
-``bench/results/gpu_bench.json`` (with the machine, versions and commit).
+Without a GPU, or without TensorFlow, the script says so in one line and exits with status
+2. The result goes to ``bench/results/gpu_bench.json`` (with the machine, versions and
+commit).
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ and latent 2/16/64; ``evaluate``'s time for K = 100, 1,000, 5,000 on 1,000 test 
 its FLOP rate (images × K × decoder FLOPs per sample / seconds) against the machine's
 float32 matrix-multiply peak measured here (the fastest of 1024², 2048² and 4096² TF
 matmuls). Every training row also shows its FLOP rate (3 × forward FLOPs per image ×
-images/s) as a share of that peak. The
-goals' ratios are recorded under ``ratio_vs_keras_io``, ``ratio_vs_pytorch`` and
-``evaluate_peak_fraction`` (the lower of K = 1,000 and 5,000).
+images/s) as a share of that peak. The goals' ratios are recorded under
+``ratio_vs_keras_io``, ``ratio_vs_pytorch`` and ``evaluate_peak_fraction`` (the lower of
+K = 1,000 and 5,000).
 """
 
 from __future__ import annotations
@@ -333,10 +333,9 @@ def evaluate_breakdown(model, k: int = 1000, chunk: int = 4096, repeats: int = 7
         # the time does not depend on the values); a nested network's layers follow it. A layer
         # of several inputs is timed only within its network.
         for layer in net.layers:
-            inputs = getattr(layer, "input", None) if not isinstance(layer, keras.layers.InputLayer) else None
-            if inputs is None or isinstance(inputs, (list, tuple, dict)):
+            if isinstance(layer, keras.layers.InputLayer) or isinstance(layer.input, (list, tuple, dict)):
                 continue
-            shape = tuple(inputs.shape[1:])
+            shape = tuple(layer.input.shape[1:])
             h = tf.random.normal([n, *shape])
             flops = count_flops(layer if isinstance(layer, keras.Model)
                                 else keras.Sequential([keras.Input(shape), layer]))
