@@ -734,6 +734,11 @@ def render_hvae_levers() -> str:
                      f"{r['best_val_neg_elbo']:.2f} | {kl} | {t['active_units']} of {r['latent_dim']} | "
                      f"{r['decoder_mflop_per_sample']:.1f} | {r['epochs']}, {r['training_minutes']:.0f} | "
                      f"K = {p['iw_samples']:,}, first {p['num_images']:,} test images |")
+    from hvae_levers import ROWS  # bench/ is on sys.path when a script here runs
+
+    missing = [label for name, label, _ in ROWS if name not in {r["name"] for r in rows}]
+    if missing:
+        lines += ["", "Not measured yet: " + "; ".join(missing) + " (`--only NAME` measures a row)."]
     lines += ["", "Samples, reconstructions and curves: `bench/results/hvae_levers/ROW/`; each row's validation "
                   "−ELBO per epoch: `bench/results/hvae_levers.json`."]
     return "\n".join(lines) + "\n"
