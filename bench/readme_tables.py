@@ -739,8 +739,9 @@ def render_hvae_levers() -> str:
     missing = [label for name, label, _ in ROWS if name not in {r["name"] for r in rows}]
     if missing:
         lines += ["", "Not measured yet: " + "; ".join(missing) + " (`--only NAME` measures a row)."]
-    lines += ["", "Samples, reconstructions and curves: `bench/results/hvae_levers/ROW/`; each row's validation "
-                  "−ELBO per epoch: `bench/results/hvae_levers.json`."]
+    lines += ["", "Samples, reconstructions and curves: "
+                  + ", ".join(f"`bench/results/hvae_levers/{r['name']}/`" for r in rows)
+                  + "; each row's validation −ELBO per epoch: `bench/results/hvae_levers.json`."]
     return "\n".join(lines) + "\n"
 
 
