@@ -636,6 +636,7 @@ def render_time_to_quality() -> str:
 
 
 def render_eval_speed() -> str:
+    """Issue 28's evaluation at K = 5,000: this tree's seconds against a reference commit's."""
     record = _load("eval_speed.json")
     if record is None:
         return _missing("eval_speed.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/eval_speed.py "
@@ -736,7 +737,8 @@ def render_hvae_levers() -> str:
                      f"K = {p['iw_samples']:,}, first {p['num_images']:,} test images |")
     from hvae_levers import ROWS  # bench/ is on sys.path when a script here runs
 
-    missing = [label for name, label, _ in ROWS if name not in {r["name"] for r in rows}]
+    measured = {r["name"] for r in rows}
+    missing = [label for name, label, _ in ROWS if name not in measured]
     if missing:
         lines += ["", "Not measured yet: " + "; ".join(missing) + " (`--only NAME` measures a row)."]
     lines += ["", "Samples, reconstructions and curves: "
