@@ -177,8 +177,7 @@ class HierarchicalVAE(VAE):
         """
         x = tf.cast(x, tf.float32)
         s, b = tf.shape(eps)[0], tf.shape(x)[0]
-        feats = [tf.reshape(tf.broadcast_to(f, tf.concat([[s], tf.shape(f)], 0)), tf.concat([[s * b], tf.shape(f)[1:]], 0))
-                 for f in (self.bottom_up(x, training=training) if features is None else features)]
+        feats = self.bottom_up(x, training=training) if features is None else features
         p_terms, params = self.cells.posterior_pass(feats, tf.reshape(eps, [s * b, self.latent_dim]), training)
         params = self.output_net(params, training=training)
         params = {k: tf.reshape(v, tf.concat([[s, b], tf.shape(v)[1:]], 0)) for k, v in params.items()}
@@ -326,6 +325,34 @@ class _Cells:
         d_mu, raw = ops.split(self.posterior[i](ops.concatenate([h, ops.cast(a, h.dtype)], -1)), 2, axis=-1)
         return d_mu, self.positive(raw)
 
+    def posterior_context(self, i, a):
+        """The bottom-up half of group i's posterior layer, float32 [B, *shape_i[:-1], 2·c_i]:
+        the layer is affine in its concatenated input, W·[h; a] + b = W_h·h + (W_a·a + b), and
+        this is W_a·a + b, computed once per image rather than once per sample."""
+        layer = self.posterior[i]
+        kernel = layer.kernel[..., self.state_channels(i):, :]
+        a = tf.cast(a, tf.float32)
+        out = ops.matmul(a, kernel) if self._map(i) is None else layer.convolution_op(a, kernel)
+        return out + layer.bias
+
+    def posterior_params_given(self, i, h, context, samples):
+        """(Δμ, Δσ) of :meth:`posterior_params` from the image's :meth:`posterior_context`
+        [B, ...] and the states h [S·B, ...] of its S samples (sample-major), without
+        repeating the bottom-up features S times: W_h·h, viewed [S, B, ...], plus the context."""
+        layer = self.posterior[i]
+        kernel = layer.kernel[..., :self.state_channels(i), :]
+        h = tf.cast(h, tf.float32)
+        out = ops.matmul(h, kernel) if self._map(i) is None else layer.convolution_op(h, kernel)
+        shape = tf.shape(out)
+        out = tf.reshape(tf.reshape(out, tf.concat([[samples, -1], shape[1:]], 0)) + context, shape)
+        d_mu, raw = ops.split(out, 2, axis=-1)
+        return d_mu, self.positive(raw)
+
+    def state_channels(self, i):
+        """Channels of the top-down state group i reads (the first inputs of its posterior layer)."""
+        j = self._map(i)
+        return self.width if j is None else self.maps[j][3]
+
     def advance(self, i, h, z):
         """h_{i+1} = h' + block(relu(h')), h' = h_i + merge_i(z_i)."""
         h = h + self.merge[i](z)
@@ -363,7 +390,9 @@ class _Cells:
         return ops.concatenate(mus, -1), ops.concatenate(sigmas, -1)
 
     def posterior_pass(self, feats, eps, training=False):
-        """Sampled posterior pass for features (top group's first) and noise ε [N, D].
+        """Sampled posterior pass for one image batch's features [B, ...] (top group's first,
+        :attr:`HierarchicalVAE.bottom_up`) and noise ε [N, D], N = S·B: S samples per image,
+        sample-major (row s·B + b is image b's sample s).
 
         Returns:
             ([per group: {"kl", "log_p", "log_q"} float32 [N]], the state after the last
@@ -372,19 +401,26 @@ class _Cells:
             log q − log p for a group with posterior flows; log p(z_l|z_<l) and
             log q(z_l|x, z_<l) at the sample.
         """
-        h = self.h0(feats[0])
+        n, b = tf.shape(eps)[0], tf.shape(feats[0])[0]
+        samples = n // b
+        h = self.h0(eps)
         terms = []
         for i, shape in enumerate(self.shapes):
             h = self.enter(i, h)
             loc, scale = self.prior_params(i, h)
-            d_mu, d_sigma = self.posterior_params(i, h, feats[i])
+            d_mu, d_sigma = self.posterior_params_given(i, h, self.posterior_context(i, feats[i]), samples)
             if i == 0:
                 loc, scale = tf.zeros_like(d_mu), tf.ones_like(d_sigma)
             p = tfd.Independent(tfd.Normal(loc, scale), len(shape))
             q = tfd.Independent(tfd.Normal(loc + d_mu, scale * d_sigma), len(shape))
             z = loc + d_mu + scale * d_sigma * self.noise(i, eps)
             log_q = q.log_prob(z)
-            z, log_det = self.flow(i, z, h, feats[i])
+            if self.flows[i]:  # the flow's context needs the features once per sample
+                a = tf.reshape(tf.broadcast_to(feats[i], tf.concat([[samples], tf.shape(feats[i])], 0)),
+                               tf.concat([[n], tf.shape(feats[i])[1:]], 0))
+                z, log_det = self.flow(i, z, h, a)
+            else:
+                log_det = 0.0
             log_p = p.log_prob(z)
             if self.flows[i]:
                 log_q = log_q - log_det  # Kingma et al. 2016, eq. 10
