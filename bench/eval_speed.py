@@ -16,7 +16,8 @@ Protocol:
    (reference, this tree, reference, ...), the fastest kept. Each first evaluates two
    images (tracing and warm-up, not timed), then times all ``--images``.
 3. Recorded per run: both wall times (seconds, each repeat and the fastest), test images
-   per second, the speed-up (reference seconds / this tree's), the largest per-image
+   per second, the speed-up (reference seconds / this tree's), the minutes the whole test
+   split would take at each code's rate (``test_split_minutes``), the largest per-image
    |Δ NLL| and |Δ −ELBO| between the two codes (nats), the largest |Δ NLL| between two
    runs of the reference (the run-to-run floor of TensorFlow's CPU kernels), and both
    mean NLLs. The machine's float32 matmul peak, CPU and
@@ -59,7 +60,7 @@ start = time.perf_counter()
 result = evaluate_images(model, x, iw_samples=k, seed=0, progress=False)
 seconds = time.perf_counter() - start
 np.savez(out, nll=result["nll"], neg_elbo=result["neg_elbo"])
-print(json.dumps({"seconds": seconds}))
+print(json.dumps({"seconds": seconds, "test_images": len(data.test)}))
 """
 
 
@@ -74,7 +75,8 @@ def measure(code_root: Path, run: Path, k: int, n: int, work: Path, label: str) 
     import numpy as np
 
     arrays = np.load(out)
-    return {"seconds": json.loads(done.stdout.strip().splitlines()[-1])["seconds"],
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"seconds": report["seconds"], "test_images": report.get("test_images"),
             "nll": arrays["nll"], "neg_elbo": arrays["neg_elbo"]}
 
 
@@ -120,6 +122,10 @@ def main(argv=None) -> None:
                 "reference_images_per_second": args.images / ref["seconds"],
                 "images_per_second": args.images / new["seconds"],
                 "speedup": ref["seconds"] / new["seconds"],
+                # the whole test split at this rate (the work per image does not depend on the image)
+                "test_images": new["test_images"],
+                "test_split_minutes": new["test_images"] * new["seconds"] / args.images / 60,
+                "reference_test_split_minutes": new["test_images"] * ref["seconds"] / args.images / 60,
                 "max_abs_nll_difference": float(np.max(np.abs(ref["nll"] - new["nll"]))),
                 "max_abs_neg_elbo_difference": float(np.max(np.abs(ref["neg_elbo"] - new["neg_elbo"]))),
                 # the floor: the same code run twice (TensorFlow's CPU kernels need not sum in one order)
