@@ -112,7 +112,8 @@ def _render_preset_run(preset: str, stem: str) -> str:
 
 
 # The presets whose runs ``bench/default_run.py --preset PRESET --out STEM`` measures.
-PRESET_RUNS = {"mnist-best": "mnist_best", "mnist-hvae": "mnist_hvae", "mnist-vqvae": "mnist_vqvae"}
+PRESET_RUNS = {"mnist-best": "mnist_best", "mnist-hvae": "mnist_hvae", "mnist-hvae-maps": "mnist_hvae_maps",
+               "mnist-vqvae": "mnist_vqvae"}
 
 
 def render_mnist_vqvae() -> str:
@@ -194,7 +195,8 @@ def _preset_rows() -> list:
             continue
         f = record["figures"]
         e = f["evaluation"]
-        rows.append({"label": f"tfvae `--preset {preset}`, {f['training']['epochs']} epochs (section below)",
+        rows.append({"preset": preset,
+                     "label": f"tfvae `--preset {preset}`, {f['training']['epochs']} epochs (section below)",
                      "metrics": e["metrics"], "protocol": e["protocol"],
                      "training_minutes": f["training"]["seconds"] / 60, "file": f"{stem}_run.json",
                      "record": record})
@@ -209,29 +211,39 @@ def render_mnist_hvae() -> str:
     return _render_preset_run("mnist-hvae", PRESET_RUNS["mnist-hvae"])
 
 
+def render_mnist_hvae_maps() -> str:
+    return _render_preset_run("mnist-hvae-maps", PRESET_RUNS["mnist-hvae-maps"])
+
+
 def render_likelihood() -> str:
+    """The likelihood table: the rows of ``bench/results/likelihood_table.json`` (each with its
+    machine), the committed preset runs whose preset it has not measured, the published figures,
+    and the names of its rows not measured yet."""
     record = _load("likelihood_table.json")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from likelihood_table import ROWS
+
     lines = ["| model | test NLL (nats) | −ELBO (nats) | active units | training minutes | protocol |",
              "|---|---|---|---|---|---|"]
-    rows = record["figures"]["rows"] if record is not None else _preset_rows()
-    for r in rows:
+    table = record["figures"]["rows"] if record is not None else []
+    measured = {r["name"] for r in table}
+    presets = [r for r in _preset_rows() if r["preset"] not in measured]
+    for r in table + presets:
         m, p = r["metrics"], r["protocol"]
         lines.append(f"| {r['label']} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | "
                      f"{m['active_units']} of {m['latent_dim']} | {r['training_minutes']:.0f} | "
                      f"K = {p['iw_samples']:,}, {p['num_images']:,} test images |")
-    published = record["figures"]["published"] if record else _published()
-    for r in published:
+    for r in (record["figures"]["published"] if record else _published()):
         lines.append(f"| {r['label']} | {r['nll']} | | | | {r['protocol']} (published) |")
-    text = "\n".join(lines) + "\n"
-    if record is None:
-        done = "; ".join(f"`bench/results/{r['file']}` (machine: {_machine(r['record'])})" for r in rows)
-        text = ("The full table is not committed yet (`TFDS_DATA_DIR=../shared/tensorflow_datasets python "
-                "bench/likelihood_table.py` writes it under `bench/results/`);"
-                + (f" tfvae's rows measured so far come from {done}." if rows else " the published figures:")
-                + "\n\n" + text)
-    else:
-        text = f"Machine: {_machine(record)}.\n\n" + text
-    return text
+    sources = ([f"`bench/results/likelihood_table.json` (machine: {_machine(record)})"] if record else []) + \
+        [f"`bench/results/{r['file']}` (machine: {_machine(r['record'])})" for r in presets]
+    missing = [label for name, label, _ in ROWS if name not in measured
+               and not any(r["preset"] == name for r in presets)]
+    head = "tfvae's rows come from " + "; ".join(sources) + "." if sources else "No tfvae row is measured yet."
+    if missing:
+        head += (" Rows of `bench/likelihood_table.py` not measured yet (`--only NAME` measures one): "
+                 + "; ".join(missing) + ".")
+    return head + "\n\n" + "\n".join(lines) + "\n"
 
 
 def _published():
@@ -635,26 +647,34 @@ def render_time_to_quality() -> str:
     return "\n".join(out) + "\n"
 
 
-def render_eval_speed() -> str:
-    """Issue 28's evaluation at K = 5,000: this tree's seconds against a reference commit's."""
-    record = _load("eval_speed.json")
+def render_eval_speed(name: str = "eval_speed.json", goal: bool = True) -> str:
+    """An ``bench/eval_speed.py`` result at K = 5,000: this tree's seconds against a reference
+    commit's (issue 28's goal line with ``goal``), and, where recorded, the minutes the whole
+    test split takes at each code's rate."""
+    record = _load(name)
     if record is None:
-        return _missing("eval_speed.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/eval_speed.py "
-                                           "--run RUN_DIR --images 100 --iw-samples 5000")
+        result = name.removesuffix(".json")
+        return _missing(name, "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/eval_speed.py "
+                              f"--run RUN_DIR --images 100 --iw-samples 5000"
+                              + ("" if result == "eval_speed" else f" --result {result}"))
     f = record["figures"]
     ref = f["reference_commit"]
+    split = all("test_split_minutes" in r for r in f["runs"].values())
     out = [f"Machine: {_machine(record)}. `{record['provenance']['command']}`: the first {f['images']:,} test "
            f"images, K = {f['iw_samples']:,}, sampling seed {f['sampling_seed']}, the fastest of "
            f"{len(next(iter(f['runs'].values()))['seconds_each'])} alternated repeats of each code.", "",
            f"| run | model | reference {ref} (s) | this tree (s) | speed-up | largest per-image abs. ΔNLL "
-           f"(nats) | the same between two reference runs |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, r in f["runs"].items():
-        out.append(f"| `{name}` | {MODEL_NAMES.get(r['model'], r['model']).removeprefix('the ')}, "
+           f"(nats) | the same between two reference runs |" + (" whole test split at this tree's rate |" if split
+                                                                 else ""),
+           "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if split else "")]
+    for run, r in f["runs"].items():
+        out.append(f"| `{run}` | {MODEL_NAMES.get(r['model'], r['model']).removeprefix('the ')}, "
                    f"{r['trained_epochs']} epochs | {r['reference_seconds']:.1f} | {r['seconds']:.1f} | "
                    f"{r['speedup']:.2f}× | {r['max_abs_nll_difference']:.1e} | "
-                   f"{r['max_abs_nll_difference_between_reference_runs']:.1e} |")
-    out += ["", "Goal: at most ⅓ of the reference's time (a speed-up of 3×), with the same per-image numbers."]
+                   f"{r['max_abs_nll_difference_between_reference_runs']:.1e} |"
+                   + (f" {r['test_images']:,} images, {r['test_split_minutes']:.0f} min |" if split else ""))
+    if goal:
+        out += ["", "Goal: at most ⅓ of the reference's time (a speed-up of 3×), with the same per-image numbers."]
     return "\n".join(out) + "\n"
 
 
@@ -747,7 +767,8 @@ def render_hvae_levers() -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"hvae-levers": render_hvae_levers, "pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "eval-speed": render_eval_speed, "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-vqvae": render_mnist_vqvae,
+RENDERERS = {"hvae-levers": render_hvae_levers, "pretrained": render_pretrained, "time-to-quality": render_time_to_quality, "gpu": render_gpu, "eval-speed": render_eval_speed,
+             "eval-speed-maps": lambda: render_eval_speed("eval_speed_maps.json", goal=False), "default-run": render_default_run, "mnist-best": render_mnist_best, "mnist-hvae": render_mnist_hvae, "mnist-hvae-maps": render_mnist_hvae_maps, "mnist-vqvae": render_mnist_vqvae,
              "vqvae-bits-per-dim": render_vqvae_bits_per_dim, "likelihood": render_likelihood, "disentanglement": render_disentanglement,
              "speed": render_speed, "family": render_family, "classify": render_classify, "anomaly": render_anomaly,
              "inpaint": render_inpaint, "export-bench": render_export_bench,

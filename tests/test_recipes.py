@@ -2,6 +2,7 @@
 the VampPrior is the mean of its pseudo-inputs' posteriors, free bits hold their floor,
 and the EMA weights are the ones checkpointed (hence evaluated and exported)."""
 
+import json
 import math
 
 import keras
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae.training.callbacks import AtomicCheckpoint
-from tfvae.config import ModelConfig, RunConfig, TrainConfig, load_preset
+from tfvae.config import ModelConfig, RunConfig, TrainConfig, PRESET_DIR, latent_group_sizes, load_preset, preset_names
 from tfvae.models import build_model
 from tfvae.training import EMAForEvaluation, make_optimizer
 
@@ -128,6 +129,22 @@ def test_cosine_schedule_and_preset():
     cfg.validate()
     assert cfg.train.objective == "iwae" and cfg.data.dataset == "mnist"
     assert math.isfinite(cfg.train.learning_rate)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_is_a_valid_recipe(name):
+    """Each file in tfvae/presets/ is a RunConfig that validates, says what it is, and an
+    hvae preset's latent size follows from its groups once the image shape is known."""
+    assert len(json.loads((PRESET_DIR / f"{name}.json").read_text())["description"]) > 40
+    cfg = RunConfig.from_dict(load_preset(name))
+    cfg.model.image_shape = [28, 28, 1]
+    cfg = cfg.resolved()
+    cfg.validate()
+    if cfg.model.model == "hvae":
+        sizes = latent_group_sizes(cfg.model)
+        assert sum(sizes) == cfg.model.latent_dim
+        assert sizes[:len(cfg.model.group_dims)] == list(cfg.model.group_dims)
+        assert len(sizes) == len(cfg.model.group_dims) + len(cfg.model.group_maps or [])
 
 
 def test_mixed_bfloat16_training_keeps_float32_variables_and_outputs(tmp_path):
