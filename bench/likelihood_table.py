@@ -12,14 +12,15 @@ already finished; a symlink NAME -> an existing run reuses that run):
 * PyTorch example's MLP 784-400-20 (``--arch mlp --hidden-units 400 --latent-dim 20``), 10 epochs;
 * ``--preset mnist-best``;
 * ``--preset mnist-hvae`` (the hierarchical VAE);
-* the anchor: LVAE's published MNIST recipe (Sønderby et al. 2016, section 3) trained by
+* the anchor: LVAE's published MNIST model (Sønderby et al. 2016, section 3) trained by
   tfvae's hierarchical VAE within tfvae's budget (:data:`LVAE_EPOCHS`), so the published
-  81.74 nats has a measured counterpart on the same machine (issue 29). What tfvae takes
-  from the recipe: five latent groups of 64, 32, 16, 8 and 4 dimensions (bottom first), MLP
-  networks (512-256), Adam at 0.002 on batches of 256, deterministic KL warm-up over the
-  first tenth of the epochs (LVAE: 200 of 2,000) and no free bits, no EMA, a constant
-  learning rate. What differs: tfvae's residual top-down cells of one width (256) instead of
-  LVAE's 512-256-128-64-32 layers with batch normalization, and the epochs.
+  LVAE figure below has a measured counterpart on the same machine (issue 29). Taken from
+  the paper: five latent groups of 64, 32, 16, 8 and 4 dimensions (bottom first), MLP
+  networks, and its training scheme, a deterministic KL warm-up (here over the first tenth
+  of the epochs) instead of free bits. Set here: MLP 512-256, Adam at 0.002 on batches of
+  256, a constant learning rate, no EMA. What differs from the paper: tfvae's residual
+  top-down cells of one width (256) instead of LVAE's 512-256-128-64-32 layers with batch
+  normalization, and far fewer epochs.
 
 Rows measured by an earlier run of this script are kept (each with its own machine's matmul
 peak and date), so ``--only NAME`` measures one row into the committed table.
