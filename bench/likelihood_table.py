@@ -23,7 +23,9 @@ already finished; a symlink NAME -> an existing run reuses that run):
   normalization, and far fewer epochs.
 
 Rows measured by an earlier run of this script are kept (each with its own machine's matmul
-peak and date), so ``--only NAME`` measures one row into the committed table.
+peak and date), so ``--only NAME`` measures one row into the committed table. Per row it
+records the validation −ELBO per epoch, training minutes and seconds per epoch, and copies
+the run's samples, reconstructions and loss curve to ``bench/results/likelihood_table/NAME/``.
 
 Protocol: dynamically binarized MNIST, test split (binarized once, seed 0), the weights
 with the best validation score, K importance samples (Burda et al. 2015 use K = 5,000 on
@@ -35,11 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from _cli import train_once  # bench/ is on sys.path when a script here runs
+from hvae_levers import FIGURES, curve
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -112,10 +116,19 @@ def main():
         report = json.loads(report_path.read_text())
         m, p = report["metrics"], report["protocol"]
         minutes = json.loads((run_dir / "summary.json").read_text())["seconds"] / 60
+        folder = RESULTS / "likelihood_table" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for figure in FIGURES:
+            if (run_dir / "figures" / figure).is_file():
+                shutil.copyfile(run_dir / "figures" / figure, folder / figure)
+        summary = json.loads((run_dir / "summary.json").read_text())
         kept[name] = {"name": name, "label": label, "train_options": options, "protocol": p,
                       "metrics": {k: v for k, v in m.items() if k not in ("activity_per_dim", "kl_per_dim")},
-                      "training_minutes": minutes, "eval_seconds": report["seconds"], "matmul_peak_gflops": peak,
-                      "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                      "training_minutes": minutes, "epochs": summary["epochs"],
+                      "seconds_per_epoch": summary["seconds_per_epoch"], "val_neg_elbo": curve(run_dir),
+                      "eval_seconds": report["seconds"], "matmul_peak_gflops": peak,
+                      "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      "figures": [str((folder / f).relative_to(ROOT)) for f in FIGURES if (folder / f).is_file()]}
         rows.append(kept[name])
         lines.append(f"| {label} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | "
                      f"{m['active_units']} of {m['latent_dim']} | {minutes:.0f} | K = {p['iw_samples']:,}, "
@@ -124,9 +137,10 @@ def main():
         lines.append(f"| {label} | {nll} | | | | {protocol} (published) |")
     print("\n".join(lines))
     if not args.train_only:
-        write_result("likelihood_table", {"rows": [kept[n] for n in names if n in kept], "published": [
+        ordered = [kept[n] for n in names if n in kept]
+        write_result("likelihood_table", {"rows": ordered, "published": [
             {"label": label, "nll": nll, "protocol": protocol} for label, nll, protocol in PUBLISHED]},
-            peak_gflops=peak)
+            peak_gflops=peak, sources=[f for r in ordered for f in r.get("figures", [])])
 
 
 if __name__ == "__main__":

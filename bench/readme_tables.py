@@ -243,7 +243,10 @@ def render_likelihood() -> str:
     if missing:
         head += (" Rows of `bench/likelihood_table.py` not measured yet (`--only NAME` measures one): "
                  + "; ".join(missing) + ".")
-    return head + "\n\n" + "\n".join(lines) + "\n"
+    folders = sorted({str(Path(f).parent) + "/" for r in table for f in r.get("figures", [])})
+    tail = ("\nSamples, reconstructions and curves: " + ", ".join(f"`{f}`" for f in folders)
+            + "; each row's validation −ELBO per epoch: `bench/results/likelihood_table.json`.\n") if folders else ""
+    return head + "\n\n" + "\n".join(lines) + "\n" + tail
 
 
 def _published():
