@@ -96,7 +96,6 @@ def main():
     out_path = RESULTS / "likelihood_table.json"
     kept = {r["name"]: r for r in json.loads(out_path.read_text())["figures"]["rows"]} if out_path.is_file() else {}
     peak = None if args.train_only else matmul_peak_gflops()
-    rows = []
     lines = ["| model | test NLL (nats) | −ELBO (nats) | active units | training minutes | protocol |",
              "|---|---|---|---|---|---|"]
     for name, label, options in ROWS:
@@ -129,7 +128,6 @@ def main():
                       "eval_seconds": report["seconds"], "matmul_peak_gflops": peak,
                       "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       "figures": [str((folder / f).relative_to(ROOT)) for f in FIGURES if (folder / f).is_file()]}
-        rows.append(kept[name])
         lines.append(f"| {label} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {m['neg_elbo']:.2f} | "
                      f"{m['active_units']} of {m['latent_dim']} | {minutes:.0f} | K = {p['iw_samples']:,}, "
                      f"{p['num_images']:,} test images |")
