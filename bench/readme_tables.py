@@ -79,14 +79,17 @@ def render_default_run() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render_preset_run(preset: str, stem: str) -> str:
+def _render_preset_run(preset: str, stem: str, iw_samples: int = 5000) -> str:
     """A preset's training and evaluation from ``bench/results/STEM_run.json`` (written by
-    ``bench/default_run.py --preset PRESET --out STEM``); for a hierarchical VAE also the KL
-    and active units of each latent group, and the validation curve (``loss.png``)."""
+    ``bench/default_run.py --preset PRESET --out STEM --iw-samples K``); for a hierarchical
+    VAE also the KL and active units of each latent group, and the validation curve
+    (``loss.png``); when ``bench/results/STEM_k_gap.json`` exists (``bench/k_gap.py``), the
+    NLL's drop from the evaluated K to a larger one on the first test images, and the figure
+    it implies for the whole split, marked as an estimate."""
     record = _load(f"{stem}_run.json")
     if record is None:
         return _missing(f"{stem}_run.json", "TFDS_DATA_DIR=../shared/tensorflow_datasets python bench/default_run.py "
-                        f"--preset {preset} --run-dir runs/{preset} --iw-samples 5000 --out {stem}")
+                        f"--preset {preset} --run-dir runs/{preset} --iw-samples {iw_samples} --out {stem}")
     f = record["figures"]
     t, e = f["training"], f["evaluation"]
     m, p = e["metrics"], e["protocol"]
@@ -103,6 +106,19 @@ def _render_preset_run(preset: str, stem: str) -> str:
         lines += [f"| KL per group, top first | {', '.join(f'{v:.2f}' for v in m['kl_per_group'])} nats |",
                   f"| active units per group | {', '.join(map(str, m['active_units_per_group']))} of "
                   f"{', '.join(map(str, m['group_dims']))} |"]
+    gap = _load(f"{stem}_k_gap.json")
+    if gap is not None:
+        g = gap["figures"]
+        for q in g["pairs"]:
+            lines.append(f"| NLL drop from K = {q['small_k']:,} to K = {q['large_k']:,}, first {g['images']:,} test "
+                         f"images, nested samples | {q['mean_gap']:.2f} ± {q['gap_stderr']:.2f} nats per image "
+                         f"(positive for {q['share_positive']:.0%} of them; K = {q['large_k']:,} took "
+                         f"{g['per_k'][str(q['large_k'])]['seconds'] / 60:.0f} min) |")
+        if "test_split" in g:
+            w = g["test_split"]
+            lines.append(f"| test NLL at K = {w['estimated_large_k']:,}, all {w['num_images']:,} test images "
+                         f"(**an estimate**, not measured) | {w['estimated_nll']:.2f} ± {w['estimated_nll_stderr']:.2f}"
+                         f" nats: {w['estimate']} |")
     lines += [f"| training | {t['epochs']} epochs in {t['seconds'] / 60:.0f} min |",
               f"| evaluation | {e['seconds'] / 60:.0f} min |"]
     if (RESULTS / stem / "loss.png").is_file():
@@ -212,7 +228,9 @@ def render_mnist_hvae() -> str:
 
 
 def render_mnist_hvae_maps() -> str:
-    return _render_preset_run("mnist-hvae-maps", PRESET_RUNS["mnist-hvae-maps"])
+    """The latent-map preset, evaluated with K = 1,000 on all test images (K = 5,000 there takes
+    longer than a sitting on a 2-core CPU: ``eval_speed_maps.json``), with its measured K gap."""
+    return _render_preset_run("mnist-hvae-maps", PRESET_RUNS["mnist-hvae-maps"], iw_samples=1000)
 
 
 def render_likelihood() -> str:
