@@ -70,6 +70,28 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert len(lines) == 3 and "val_neg_elbo" in lines[0]
 
 
+def test_loss_figure_axes_leave_out_a_first_epoch_spike(tmp_path, monkeypatch):
+    """A KL warm-up's first epoch can read 10^5 nats; every panel's axis spans the later epochs."""
+    import csv
+
+    from tfvae import plots
+
+    rows = [{"epoch": e, "neg_elbo": 2e5 if e == 0 else 95 - e, "reconstruction": 70 - e,
+             "kl": 2e5 if e == 0 else 25 + 5 / e, "val_neg_elbo": 97 - e, "val_reconstruction": 71 - e,
+             "val_kl": 2e5 if e == 0 else 26 + 5 / e} for e in range(6)]
+    with open(tmp_path / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    plots.save_loss_curves(tmp_path / "metrics.csv", tmp_path / "loss.png")
+    (fig,) = figures
+    for ax, later in zip(fig.axes, ([90, 96], [65, 70], [26, 31])):
+        low, high = ax.get_ylim()
+        assert low <= min(later) and max(later) <= high < 1000, (ax.get_title(), low, high)
+
+
 @pytest.mark.slow
 def test_evaluate_and_sample_read_the_run(trained_run, tmp_path):
     result = run_cli("evaluate", trained_run, "--iw-samples", 20, "--max-examples", 50)

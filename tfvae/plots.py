@@ -121,7 +121,8 @@ def save_loss_curves(metrics_csv, path) -> None:
 
     The panels are those of :data:`LOSS_PANELS` whose column the run recorded (−ELBO,
     reconstruction and KL for a VAE; reconstruction, commitment and codebook perplexity for a
-    VQ-VAE), at most four.
+    VQ-VAE), at most four. Each panel's axis spans the epochs after the first (the first
+    epoch's curve runs off the top when it is far above the rest).
     """
     plt = _pyplot()
     with open(metrics_csv, newline="") as fh:
@@ -141,11 +142,14 @@ def save_loss_curves(metrics_csv, path) -> None:
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    # Start the −ELBO axis after the first epoch so the interesting part is visible.
-    if len(rows) > 2 and panels[0][0] == "neg_elbo":
-        vals = [float(r["val_neg_elbo"]) for r in rows[1:] if r.get("val_neg_elbo")] + [float(r["neg_elbo"]) for r in rows[1:]]
-        lo, hi = min(vals), max(vals)
-        axes[0].set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
+    # Start each axis after the first epoch, so the interesting part is visible: a first epoch's
+    # value can be orders of magnitude off (a KL warm-up's first epoch, with its weight near 0).
+    if len(rows) > 2:
+        for ax, (key, _) in zip(axes, panels):
+            vals = [float(r[prefix + key]) for r in rows[1:] for prefix in ("", "val_") if r.get(prefix + key)]
+            if vals:
+                lo, hi = min(vals), max(vals)
+                ax.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
     # Fixed margins rather than tight_layout, which took most of the time of a redraw every epoch.
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.9, wspace=0.22)
     save_figure(fig, path)
