@@ -121,8 +121,8 @@ def save_loss_curves(metrics_csv, path) -> None:
 
     The panels are those of :data:`LOSS_PANELS` whose column the run recorded (−ELBO,
     reconstruction and KL for a VAE; reconstruction, commitment and codebook perplexity for a
-    VQ-VAE), at most four. Each panel's axis spans the epochs after the first (the first
-    epoch's curve runs off the top when it is far above the rest).
+    VQ-VAE), at most four. Each panel's axis spans the epochs after the first fifth (at least
+    after the first): the early epochs' curves run off the top when they are far above the rest.
     """
     plt = _pyplot()
     with open(metrics_csv, newline="") as fh:
@@ -142,11 +142,14 @@ def save_loss_curves(metrics_csv, path) -> None:
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    # Start each axis after the first epoch, so the interesting part is visible: a first epoch's
-    # value can be orders of magnitude off (a KL warm-up's first epoch, with its weight near 0).
+    # Scale each axis to the epochs after the first fifth (at least the first epoch), so the
+    # part that decides the run (convergence, the train/validation gap) is visible: the early
+    # epochs can be orders of magnitude off (a KL warm-up's first epoch, with its weight near 0;
+    # the validation −ELBO of EMA weights that still hold the initialization).
     if len(rows) > 2:
+        later = rows[max(1, len(rows) // 5):]
         for ax, (key, _) in zip(axes, panels):
-            vals = [float(r[prefix + key]) for r in rows[1:] for prefix in ("", "val_") if r.get(prefix + key)]
+            vals = [float(r[prefix + key]) for r in later for prefix in ("", "val_") if r.get(prefix + key)]
             if vals:
                 lo, hi = min(vals), max(vals)
                 ax.set_ylim(lo - 0.05 * (hi - lo + 1), hi + 0.05 * (hi - lo + 1))
