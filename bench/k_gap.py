@@ -42,13 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _evidence import one_line_errors, result_name, write_result  # noqa: E402
 
 
-def _stderr(values) -> float:
-    import numpy as np
-
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-
-
 def main(argv=None) -> None:
     parser = one_line_errors(argparse.ArgumentParser(description=__doc__,
                                                      formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -68,7 +61,7 @@ def main(argv=None) -> None:
     import numpy as np
 
     from tfvae.data import binarize_fixed
-    from tfvae.evaluate import evaluate_images
+    from tfvae.evaluate import evaluate_images, standard_error
     from tfvae.rundir import load_model, run_dataset
 
     model, cfg = load_model(args.run, "best")
@@ -85,14 +78,15 @@ def main(argv=None) -> None:
         print(f"{args.run}: K = {k:,} on the first {args.images:,} test images", flush=True)
         start = time.perf_counter()
         nll[k] = np.asarray(evaluate_images(model, x, iw_samples=k, seed=0, labels=labels)["nll"], dtype=np.float64)
-        per_k[str(k)] = {"nll": float(nll[k].mean()), "nll_stderr": _stderr(nll[k]),
+        per_k[str(k)] = {"nll": float(nll[k].mean()), "nll_stderr": standard_error(nll[k]),
                          "seconds": time.perf_counter() - start}
         print(json.dumps({k: per_k[str(k)]}), flush=True)
     load.append(os.getloadavg()[0])
     pairs = []
     for small, large in zip(ks, ks[1:]):
         gap = nll[small] - nll[large]
-        pairs.append({"small_k": small, "large_k": large, "mean_gap": float(gap.mean()), "gap_stderr": _stderr(gap),
+        pairs.append({"small_k": small, "large_k": large, "mean_gap": float(gap.mean()),
+                      "gap_stderr": standard_error(gap),
                       "min_gap": float(gap.min()), "max_gap": float(gap.max()),
                       "share_positive": float(np.mean(gap > 0))})
     figures = {"run": args.run.name, "model": cfg.model.model,

@@ -37,6 +37,14 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015, section 5.2
 _LOG_WEIGHT_FNS = weakref.WeakKeyDictionary()  # one traced function per model
 
 
+def standard_error(values) -> float:
+    """Standard error of the mean of per-image values [N] (nats): std (ddof = 1) / √N; NaN
+    when N < 2."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    return float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+
 def log_weights_fn(model):
     """A ``tf.function`` (x [B,H,W,C], eps [S,B,D]) -> (log_w, log_lik) [S, B], plus the
     posterior's (loc, scale) [B, D] (used for the analytic KL and active units); for a
@@ -199,7 +207,7 @@ def summarize(result: dict, group_dims=None) -> dict:
         "reconstruction": float(np.mean(result["reconstruction"])),
         "kl": float(np.mean(result["kl"])),
         "nll": float(np.mean(result["nll"])),
-        "nll_stderr": float(np.std(result["nll"], ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        "nll_stderr": standard_error(result["nll"]),
         "elbo_gap": float(np.mean(result["neg_elbo"] - result["nll"])),
         "active_units": int(np.sum(activity > ACTIVE_UNIT_THRESHOLD)),
         "latent_dim": int(activity.shape[0]),
@@ -462,7 +470,7 @@ def evaluate_pca(run_dir, max_examples=None, data_dir=None, idx_dir=None, write:
                      "estimator": "exact log N(x; mu, W W^T + sigma^2 I) of grey levels (Tipping & Bishop 1999, eq. 4)",
                      "units": "nats per image (continuous density)"},
         "metrics": {"log_density": float(np.mean(log_density)),
-                    "log_density_stderr": float(np.std(log_density, ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+                    "log_density_stderr": standard_error(log_density),
                     "noise_variance": model.noise_variance, "latent_dim": model.latent_dim},
         "seconds": time.perf_counter() - start,
     }
